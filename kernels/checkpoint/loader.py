@@ -54,6 +54,8 @@ def safetensors_files(model_dir: Path) -> list[Path]:
 
 
 def read_scheme(model_dir: Path) -> SparseFp8Scheme:
+    if not Path(model_dir).is_dir():
+        raise CheckpointError(str(model_dir), "is not a directory")
     path = Path(model_dir) / "config.json"
     if not path.is_file():
         raise CheckpointError(str(path), "missing")
