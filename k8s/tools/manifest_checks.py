@@ -1,0 +1,132 @@
+"""Deployment rules for rendered manifests that no schema expresses (pure: objects in, errors out).
+
+Schemas (k8s/schemas/) catch wrong types, enums and misspelled fields; these catch a valid-but-wrong
+deployment: no zero-downtime upgrade, no node autoscaler, a container without probes or limits, a
+Ray image that differs from our pinned Ray, a serveConfigV2 that Ray Serve would reject or whose
+replicas cannot fit the worker groups.
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+
+import yaml
+
+import serve_config_checks as scc
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+# KubeRay v1.7 accepts these upgradeStrategy.type values (the CRD has no enum; the operator checks).
+UPGRADE_TYPES = {"NewCluster", "NewClusterWithIncrementalUpgrade", "None"}
+ZERO_DOWNTIME_TYPES = {"NewCluster", "NewClusterWithIncrementalUpgrade"}
+GPU_RESOURCE = "nvidia.com/gpu"
+SERVE_PORT = 8000
+
+
+def pinned_ray_version(pyproject: pathlib.Path = REPO / "pyproject.toml") -> str:
+    m = re.search(r'"ray\[serve\]==([0-9.]+)"', pyproject.read_text())
+    if not m:
+        raise ValueError(f"{pyproject}: no ray[serve]==X pin found")
+    return m.group(1)
+
+
+def _pod_specs(rs: dict):
+    rc = rs["spec"]["rayClusterConfig"]
+    yield "headGroupSpec", rc["headGroupSpec"], None
+    for g in rc.get("workerGroupSpecs") or []:
+        yield f"workerGroupSpecs[{g.get('groupName')}]", g, g
+
+
+def rayservice_errors(rs: dict, ray_version: str) -> list[str]:
+    """Rules for one RayService object (see module doc)."""
+    name = f"RayService/{rs['metadata']['name']}"
+    spec, errors = rs["spec"], []
+    rc = spec["rayClusterConfig"]
+    strategy = (spec.get("upgradeStrategy") or {}).get("type")
+    if strategy not in UPGRADE_TYPES:
+        errors.append(f"{name}: spec.upgradeStrategy.type={strategy!r}: expected one of {sorted(UPGRADE_TYPES)}")
+    elif strategy not in ZERO_DOWNTIME_TYPES:
+        errors.append(f"{name}: spec.upgradeStrategy.type={strategy!r} is not a zero-downtime strategy")
+    if rc.get("rayVersion") != ray_version:
+        errors.append(f"{name}: rayVersion={rc.get('rayVersion')!r} but pyproject pins ray[serve]=={ray_version}")
+    if rc.get("enableInTreeAutoscaling") is not True:
+        errors.append(f"{name}: enableInTreeAutoscaling must be true (Ray's node autoscaler adds worker pods)")
+    if not rc.get("workerGroupSpecs"):
+        errors.append(f"{name}: no workerGroupSpecs: replicas have nowhere to run")
+    gpu_capacity = 0.0
+    for where, group, worker in _pod_specs(rs):
+        pod = group["template"]["spec"]
+        for c in pod["containers"]:
+            at = f"{name}: {where}.containers[{c['name']}]"
+            res = c.get("resources") or {}
+            for kind in ("requests", "limits"):
+                for r in ("cpu", "memory"):
+                    if r not in (res.get(kind) or {}):
+                        errors.append(f"{at}: resources.{kind}.{r} missing")
+            for probe in ("readinessProbe", "livenessProbe"):
+                if probe not in c:
+                    errors.append(f"{at}: {probe} missing")
+            if worker is not None:
+                gpus = float((res.get("limits") or {}).get(GPU_RESOURCE, 0))
+                gpu_capacity += gpus * int(worker.get("maxReplicas", 0))
+        if "metrics" not in {p.get("name") for c in pod["containers"] for p in c.get("ports") or []}:
+            errors.append(f"{name}: {where}: no container port named 'metrics' (the PodMonitor scrapes it)")
+    if worker_min_max := [(g.get("minReplicas", 0), g.get("maxReplicas", 0), g.get("groupName"))
+                          for g in rc.get("workerGroupSpecs") or []]:
+        for lo, hi, g in worker_min_max:
+            if lo > hi:
+                errors.append(f"{name}: workerGroupSpecs[{g}] minReplicas={lo} > maxReplicas={hi}")
+    errors += serve_config_v2_errors(name, spec.get("serveConfigV2"), gpu_capacity)
+    return errors
+
+
+def serve_config_v2_errors(name: str, text, gpu_capacity: float) -> list[str]:
+    """serveConfigV2: Ray's ServeDeploySchema, our autoscaling bounds, and GPU fit."""
+    if not isinstance(text, str) or not text.strip():
+        return [f"{name}: spec.serveConfigV2 is empty (run k8s/tools/render_serve_config.py)"]
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        return [f"{name}: spec.serveConfigV2 is not YAML: {e}"]
+    if not isinstance(cfg, dict):
+        return [f"{name}: spec.serveConfigV2 must be a mapping, got {type(cfg).__name__}"]
+    errors = [f"{name}: serveConfigV2: {e}" for e in scc.serve_schema_errors(cfg)]
+    if errors:
+        return errors
+    errors += [f"{name}: serveConfigV2: {e}" for e in scc.autoscaling_errors(cfg)]
+    http = cfg.get("http_options") or {}
+    if http.get("host") not in ("0.0.0.0", "::") or int(http.get("port", SERVE_PORT)) != SERVE_PORT:
+        errors.append(f"{name}: serveConfigV2.http_options must listen on 0.0.0.0:{SERVE_PORT} "
+                      f"(the serve Service targets it), got {http}")
+    need = scc.replica_demand(cfg)["GPU"]
+    if need > gpu_capacity:
+        errors.append(f"{name}: serveConfigV2 asks for up to {need:g} GPUs at max replicas but the worker "
+                      f"groups offer at most {gpu_capacity:g} ({GPU_RESOURCE} limits x maxReplicas)")
+    return errors
+
+
+def monitor_errors(objs: list[dict]) -> list[str]:
+    """Every PodMonitor/ServiceMonitor must select something this overlay deploys, on a named port."""
+    errors = []
+    pods, services = [], []
+    for o in objs:
+        if o["kind"] == "RayService":
+            for _, g, _ in _pod_specs(o):
+                pods.append(((g["template"].get("metadata") or {}).get("labels") or {},
+                             {p.get("name") for c in g["template"]["spec"]["containers"] for p in c.get("ports") or []}))
+            svc = o["spec"].get("serveService") or {}
+            services.append((((svc.get("metadata") or {}).get("labels") or {}),
+                             {p.get("name") for p in (svc.get("spec") or {}).get("ports") or []}))
+    for o in objs:
+        if o["kind"] not in ("PodMonitor", "ServiceMonitor"):
+            continue
+        sel = (o["spec"].get("selector") or {}).get("matchLabels") or {}
+        targets = pods if o["kind"] == "PodMonitor" else services
+        endpoints = o["spec"].get("podMetricsEndpoints") or o["spec"].get("endpoints") or []
+        matched = [ports for labels, ports in targets if sel and all(labels.get(k) == v for k, v in sel.items())]
+        at = f"{o['kind']}/{o['metadata']['name']}"
+        if not matched:
+            errors.append(f"{at}: selector {sel} matches no pod/service in this overlay")
+        for ep in endpoints:
+            if matched and not any(ep.get("port") in ports for ports in matched):
+                errors.append(f"{at}: endpoint port {ep.get('port')!r} not exposed by the selected targets")
+    return errors
