@@ -1,0 +1,92 @@
+"""Runs a sweep against live servers: probe, warm up, measure every point, write results as it goes."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sparse24.loadtest.arrivals import arrival_times
+from sparse24.loadtest.locustfile import PointPlan
+from sparse24.loadtest.metrics import SteadyStateCriteria, summarize_point
+from sparse24.loadtest.profiles import load_profiles
+from sparse24.loadtest.prompts import PromptSynthesizer, load_tokenizer
+from sparse24.loadtest.report import run_metadata, write_capacity, write_points, write_samples
+from sparse24.loadtest.runner import run_point
+from sparse24.loadtest.server import describe_server
+from sparse24.loadtest.sweep import SweepConfig, api_key, auto_points, point_seed
+
+log = logging.getLogger("sparse24.loadtest")
+_WARMUP_REQUESTS = 2  # sequential requests per deployment and profile before its first point (compile, caches)
+
+
+def _warm_up(base: dict, synth: PromptSynthesizer, prompt_tokens: int, output_tokens: int) -> None:
+    plan = PointPlan(prompts=[synth.make(prompt_tokens) for _ in range(_WARMUP_REQUESTS)],
+                     output_tokens=output_tokens, schedule_s=[0.0] * _WARMUP_REQUESTS, **base)
+    samples, _ = run_point(plan)
+    bad = [s.error for s in samples if not s.success]
+    if bad:
+        raise RuntimeError(f"warm-up requests to {base['base_url']} failed: {bad[0][:300]}")
+
+
+def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: bool = True) -> list[dict]:
+    """Measure every deployment x profile x QPS point; returns the point dicts (also written to out_dir)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    profiles = load_profiles(cfg.profiles_file)
+    wanted = [profiles.get(name, cfg.profile_scale) for name in cfg.profiles]  # unknown names fail before load
+    criteria = SteadyStateCriteria(**cfg.steady)
+    targets = []
+    for dep in cfg.deployments:  # probe all first: fail fast on a wrong URL, model or tokenizer
+        info = describe_server(dep.base_url, dep.model)
+        tok_dir = dep.tokenizer or info.root
+        for prof in wanted:
+            need = prof.prompt_tokens + prof.output_tokens
+            if info.max_model_len is not None and need > info.max_model_len:
+                raise ValueError(f"profile {prof.name} needs {need} tokens but {dep.name} serves "
+                                 f"max_model_len={info.max_model_len}; use a smaller profile_scale")
+        targets.append((dep, info, PromptSynthesizer(load_tokenizer(tok_dir), api=cfg.api, seed=cfg.seed)))
+    meta = run_metadata(command, [dict(name=d.name, base_url=d.base_url, model=i.model, replicas=d.replicas,
+                                       tokenizer=d.tokenizer or i.root) for d, i, _ in targets])
+    meta["config"] = cfg.model_dump()
+    points: list[dict] = []
+    n_total = len(targets) * len(wanted) * (len(cfg.qps) if cfg.qps else cfg.auto_qps.max_points)
+    bar = tqdm(total=n_total, desc="load points", unit="pt", disable=not progress)
+    for dep, info, synth in targets:
+        base = dict(base_url=dep.base_url, model=info.model, api=cfg.api, max_in_flight=cfg.max_in_flight,
+                    drain_timeout_s=cfg.drain_timeout_s, read_timeout_s=cfg.read_timeout_s, api_key=api_key(dep))
+        for prof in wanted:
+            _warm_up(base, synth, prof.prompt_tokens, prof.output_tokens)
+
+            def measure(qps: float, dep=dep, prof=prof, base=base, synth=synth) -> dict:
+                span = cfg.warmup_s + cfg.duration_s
+                sched = arrival_times(qps, span, cfg.burstiness, seed=point_seed(cfg.seed, dep.name, prof.name, qps))
+                plan = PointPlan(prompts=[synth.make(prof.prompt_tokens) for _ in range(len(sched))],
+                                 output_tokens=prof.output_tokens, schedule_s=list(sched), **base)
+                samples, locust_totals = run_point(plan)
+                p = summarize_point(samples, cfg.warmup_s, span, qps, cfg.goodput_slo_ms or None, criteria)
+                p.update(deployment=dep.name, profile=prof.name, model=info.model, replicas=dep.replicas,
+                         prompt_tokens=prof.prompt_tokens, output_tokens=prof.output_tokens, **locust_totals)
+                if p["completed"] and (abs(p["mean_prompt_tokens"] - prof.prompt_tokens) > 0.5
+                                       or abs(p["mean_output_tokens"] - prof.output_tokens) > 0.5):
+                    log.warning("%s/%s @ %g qps: server counted %.1f prompt / %.1f output tokens, asked %d / %d",
+                                dep.name, prof.name, qps, p["mean_prompt_tokens"], p["mean_output_tokens"],
+                                prof.prompt_tokens, prof.output_tokens)
+                name = f"{dep.name}__{prof.name}__{qps:g}qps.jsonl"
+                write_samples(out / "samples" / name, samples)
+                p["samples_file"] = f"samples/{name}"
+                points.append(p)
+                write_points(out, points, meta)
+                bar.update(1)
+                bar.set_postfix_str(f"{dep.name}/{prof.name} {qps:g} qps: {cfg.sla.metric}="
+                                    f"{p[cfg.sla.metric]:.1f} ms{'' if p['steady'] else ' UNSTEADY'}")
+                return p
+
+            if cfg.qps:
+                for q in cfg.qps:
+                    measure(q)
+            else:
+                auto_points(cfg.auto_qps, cfg.sla, measure)
+    bar.close()
+    write_capacity(out, points, meta, cfg.sla.metric, cfg.sla.target_ms, cfg.baseline)
+    return points
