@@ -1,0 +1,70 @@
+"""Ray Serve application builder: `import_path: sparse24.serve_app.app:build_app` in deploy/*.yaml.
+
+Graph: HTTP proxy -> `OpenAIIngress` (validation, auth, routing by `model`) -> one `llm-<name>` deployment per
+served model (replicas own a vLLM engine each). Deployment names are stable, so Ray's own `deployments:`
+section of the config file can override replicas/resources per model.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from typing import Any
+
+from ray.serve import Application
+
+from .config import ModelConfig, ServeAppConfig, parse_app_config
+from .ingress import OpenAIIngress
+from .model_server import ModelServerDeployment
+
+INGRESS_NAME = "OpenAIIngress"
+
+
+def model_deployment_name(model_name: str) -> str:
+    """Ray Serve deployment name of a served model (`llm-` + name, `:` and `/` made safe)."""
+    return "llm-" + re.sub(r"[^A-Za-z0-9._-]", "-", model_name)
+
+
+def _model_deployment(m: ModelConfig, cfg: ServeAppConfig):
+    d = m.deployment
+    env = dict(d.env_vars)
+    if d.num_gpus == 0:
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{m.engine.cpu_kv_cache_gib:g}")
+    options: dict[str, Any] = dict(
+        name=model_deployment_name(m.name),
+        max_ongoing_requests=d.max_ongoing_requests,
+        max_queued_requests=d.max_queued_requests,
+        graceful_shutdown_wait_loop_s=d.graceful_shutdown_wait_loop_s,
+        graceful_shutdown_timeout_s=d.graceful_shutdown_timeout_s,
+        health_check_period_s=d.health_check_period_s,
+        health_check_timeout_s=d.health_check_timeout_s,
+        ray_actor_options={"num_cpus": d.num_cpus, "num_gpus": d.num_gpus, "runtime_env": {"env_vars": env}},
+    )
+    if d.autoscaling_config is not None:
+        options["autoscaling_config"] = d.autoscaling_config
+    else:
+        options["num_replicas"] = d.num_replicas
+    return ModelServerDeployment.options(**options).bind(m.model_dump(), cfg.cache_dir)
+
+
+def _api_key_sha256(env_name: str | None) -> str | None:
+    key = os.environ.get(env_name, "") if env_name else ""
+    return hashlib.sha256(key.encode()).hexdigest() if key else None
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Build the Serve application from the config file's `args:` (validated; ConfigError names bad fields)."""
+    cfg = parse_app_config(args)
+    created = int(time.time())
+    handles = {m.name: _model_deployment(m, cfg) for m in cfg.models}
+    cards = [
+        {"id": m.name, "object": "model", "created": created, "owned_by": "sparse24", "root": m.source,
+         "parent": None, "max_model_len": m.engine.max_model_len}
+        for m in cfg.models
+    ]
+    ing = cfg.ingress
+    return OpenAIIngress.options(
+        name=INGRESS_NAME, num_replicas=ing.num_replicas, max_ongoing_requests=ing.max_ongoing_requests,
+        ray_actor_options={"num_cpus": ing.num_cpus},
+    ).bind(handles, cards, ing.model_dump(), _api_key_sha256(ing.api_key_env))

@@ -1,0 +1,196 @@
+"""OpenAI-compatible HTTP ingress: validates, authenticates, routes by `model` to per-model engine deployments.
+
+Routes: /v1/models, /v1/completions, /v1/chat/completions (SSE streaming or JSON), /health, /metrics.
+Streams are relayed chunk by chunk from the model replica (no batching: it would add up to the batching
+interval to TTFT/ITL, see FACTS.md). A replica dying mid-stream ends the stream with an OpenAI error event.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from .config import IngressConfig
+from .engine_host import REPLY_JSON, REPLY_STREAM
+from .errors import ApiError, error_body
+from .requests import parse_body, parse_request, resolve_model
+
+logger = logging.getLogger(__name__)
+_OPEN_PATHS = ("/health", "/metrics")  # probes and Prometheus scrape without the API key
+_HEALTH_TIMEOUT_S = 5.0
+_METRICS_SCRAPE_TIMEOUT_S = 5.0
+# Exported series worth relaying at /metrics: ours (vllm_*, sparse24_*) and Ray Serve's request metrics.
+_METRIC_PREFIXES = ("ray_vllm_", "ray_sparse24_", "ray_serve_")
+
+app = FastAPI(title="sparse24 OpenAI-compatible server", docs_url=None, redoc_url=None)
+
+
+def _json_error(err: ApiError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers())
+
+
+def _sse_error(status: int, message: str) -> str:
+    return f"data: {json.dumps(error_body(status, message))}\n\ndata: [DONE]\n\n"
+
+
+@serve.deployment
+@serve.ingress(app)
+class OpenAIIngress:
+    """Constructed by `build_app` with one streaming handle per served model."""
+
+    def __init__(self, models: dict[str, DeploymentHandle], model_cards: list[dict[str, Any]],
+                 ingress: dict[str, Any], api_key_sha256: str | None):
+        self.cfg = IngressConfig.model_validate(ingress)
+        self._handles = {name: h.options(stream=True) for name, h in models.items()}
+        self._stats_handles = models
+        self._served = list(models)
+        self._cards = model_cards
+        self._key_sha = api_key_sha256
+        from ray.serve import metrics as serve_metrics
+
+        self._errors = serve_metrics.Counter(
+            "sparse24_ingress_errors_total", description="Ingress replies with an error status, by type.",
+            tag_keys=("model_name", "error_type", "status_code"),
+        )
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _count_error(self, model: str, status: int, etype: str) -> None:
+        self._errors.inc(1, tags={"model_name": model or "-", "error_type": etype, "status_code": str(status)})
+
+    def _check_key(self, request: Request) -> None:
+        if self._key_sha is None or request.url.path in _OPEN_PATHS:
+            return
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        if not token or not hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), self._key_sha):
+            raise ApiError(401, "missing or invalid API key: send `Authorization: Bearer <key>`")
+
+    async def _serve(self, kind: str, request: Request) -> Response:
+        model = ""
+        try:
+            self._check_key(request)
+            ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+            if ctype not in ("application/json", ""):
+                raise ApiError(415, f"Content-Type must be application/json, got {ctype!r}")
+            data = parse_body(await request.body(), self.cfg.max_body_bytes)
+            model = resolve_model(data, self._served)
+            parsed = parse_request(kind, data)
+            gen = self._handles[model].generate.remote(kind, parsed)
+            try:
+                head = await gen.__anext__()
+            except Exception as exc:
+                raise self._backend_error(exc, model) from None
+        except ApiError as err:
+            self._count_error(model, err.status, err.type)
+            return _json_error(err)
+        if head == REPLY_STREAM:
+            return StreamingResponse(self._relay(gen, model), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        _, status, body, *extra = head
+        if status != 200:
+            self._count_error(model, status, body["error"]["type"])
+        return JSONResponse(body, status_code=status, headers=extra[0] if extra else None)
+
+    def _backend_error(self, exc: Exception, model: str) -> ApiError:
+        from ray.serve.exceptions import BackPressureError
+
+        retry = None
+        if isinstance(exc, BackPressureError):
+            return ApiError(503, f"model {model!r} is overloaded (Ray Serve queue full); retry later",
+                            retry_after_s=1)
+        logger.warning("model %s: request failed before the first chunk: %r", model, exc)
+        return ApiError(503, f"model {model!r} is unavailable: {type(exc).__name__}", retry_after_s=retry or 1)
+
+    async def _relay(self, gen, model: str) -> AsyncIterator[str]:
+        done = False
+        try:
+            async for chunk in gen:
+                yield chunk
+            done = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the replica died or its engine failed mid-stream
+            logger.warning("model %s: stream broken: %r", model, exc)
+            self._count_error(model, 503, "StreamBroken")
+            done = True
+            yield _sse_error(503, f"model {model!r} stream interrupted: {type(exc).__name__}; retry the request")
+        finally:
+            if not done:
+                gen.cancel()  # client disconnected: cancel the replica call, which aborts the engine request
+
+    # --- routes --------------------------------------------------------------------------------
+    @app.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._serve("chat", request)
+
+    @app.post("/v1/completions")
+    async def completions(self, request: Request) -> Response:
+        return await self._serve("completion", request)
+
+    @app.get("/v1/models")
+    async def list_models(self, request: Request) -> Response:
+        try:
+            self._check_key(request)
+        except ApiError as err:
+            return _json_error(err)
+        return JSONResponse({"object": "list", "data": self._cards})
+
+    @app.get("/health")
+    async def health(self) -> Response:
+        """200 when every model has a replica whose engine answers; 503 naming those that do not."""
+        names = list(self._stats_handles)
+
+        async def one(name: str):
+            try:
+                return await asyncio.wait_for(self._stats_handles[name].stats.remote(), _HEALTH_TIMEOUT_S)
+            except Exception as exc:
+                return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+
+        results = dict(zip(names, await asyncio.gather(*(one(n) for n in names))))
+        ok = all("error" not in r for r in results.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "models": results},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics(self) -> Response:
+        """Prometheus text: our and Ray Serve's series, scraped from every alive node's Ray metrics agent."""
+        return PlainTextResponse(await asyncio.to_thread(_scrape_ray_metrics), media_type="text/plain; version=0.0.4")
+
+
+def _scrape_ray_metrics() -> str:
+    import urllib.request
+
+    import ray
+
+    seen_meta: set[str] = set()
+    out: list[str] = []
+    for node in ray.nodes():
+        port = node.get("MetricsExportPort")
+        if not node.get("Alive") or not port:
+            continue
+        url = f"http://{node['NodeManagerAddress']}:{port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=_METRICS_SCRAPE_TIMEOUT_S) as resp:
+                text = resp.read().decode()
+        except OSError as exc:
+            out.append(f"# scrape of {url} failed: {exc}")
+            continue
+        for line in text.splitlines():
+            if line.startswith("# "):
+                parts = line.split(" ", 3)
+                if len(parts) >= 3 and parts[2].startswith(_METRIC_PREFIXES) and line not in seen_meta:
+                    seen_meta.add(line)
+                    out.append(line)
+            elif line.startswith(_METRIC_PREFIXES):
+                out.append(line)
+    out.append(f"# scraped at {time.time():.3f}")
+    return "\n".join(out) + "\n"

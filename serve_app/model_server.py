@@ -1,0 +1,115 @@
+"""Ray Serve deployment whose replicas each own one vLLM engine for one served model.
+
+Thin adapter: admission control (bounded in-flight count -> 429 + Retry-After), metrics and the autoscaler's
+stats window around `EngineHost`. The OpenAI ingress calls `generate` through a streaming DeploymentHandle.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, AsyncIterator
+
+from ray import serve
+
+from .config import ModelConfig
+from .engine_host import REPLY_JSON, EngineHost
+from .errors import error_body
+from .metrics import EngineStatsSink, ReplicaMetrics, make_stat_logger_factory
+from .model_source import resolve_model_source
+
+logger = logging.getLogger(__name__)
+# Rough prompt-length estimate for the autoscaler's workload matching (~4 characters per BPE token in English):
+# exact counts would need a second tokenization on the request path.
+_CHARS_PER_TOKEN = 4
+
+
+def _prompt_chars(kind: str, request: Any) -> int:
+    if kind == "chat":
+        total = 0
+        for m in request.messages:
+            content = m.get("content") if isinstance(m, dict) else getattr(m, "content", None)
+            total += len(content) if isinstance(content, str) else 0
+        return total
+    prompt = request.prompt
+    if isinstance(prompt, str):
+        return len(prompt)
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
+        return len(prompt) * _CHARS_PER_TOKEN
+    return sum(len(p) if isinstance(p, str) else len(p) * _CHARS_PER_TOKEN for p in (prompt or []))
+
+
+def _make_window():
+    try:
+        from sparse24.serve_app.autoscaler.stats import ReplicaStatsWindow
+    except ImportError:  # the autoscaler package is optional for serving
+        return None
+    return ReplicaStatsWindow()
+
+
+class ModelServer:
+    """One replica = one vLLM engine. Constructed by Ray Serve with a validated `ModelConfig` dict."""
+
+    async def __init__(self, model: dict[str, Any], cache_dir: str):
+        self.cfg = ModelConfig.model_validate(model)
+        path = await asyncio.to_thread(resolve_model_source, self.cfg.source, cache_dir)
+        self.metrics = ReplicaMetrics(self.cfg.name)
+        self.sink = EngineStatsSink(self.metrics, _make_window())
+        self.host = EngineHost(self.cfg, path, make_stat_logger_factory(self.sink))
+        await self.host.start()
+        self.inflight = 0
+        self.aborted = 0
+        self._limit = self.cfg.admission.max_inflight
+        self._retry_after = self.cfg.admission.retry_after_s
+        logger.info("replica for %s ready, pid %d", self.cfg.name, os.getpid())
+
+    async def generate(self, kind: str, request: Any) -> AsyncIterator[Any]:
+        """Stream a reply (see `EngineHost.generate`); refuse at once when the replica is full."""
+        if self.inflight >= self._limit:
+            msg = (f"model {self.cfg.name!r} is at capacity ({self._limit} requests in flight on this replica); "
+                   f"retry after {self._retry_after} s")
+            self.metrics.error("RateLimitError", 429)
+            yield (REPLY_JSON, 429, error_body(429, msg), {"Retry-After": str(self._retry_after)})
+            return
+        self.inflight += 1
+        self.metrics.admitted_inflight.set(self.inflight)
+        self.sink.request_started(_prompt_chars(kind, request) // _CHARS_PER_TOKEN, request.max_tokens or 0)
+        finished = False
+        try:
+            async for item in self.host.generate(kind, request):
+                if isinstance(item, tuple) and item[1] != 200:
+                    self.metrics.error(item[2]["error"]["type"], item[1])
+                yield item
+            finished = True
+        finally:
+            if not finished:
+                self.aborted += 1  # client went away (or the ingress died): vLLM aborted the request
+            self.inflight -= 1
+            self.metrics.admitted_inflight.set(self.inflight)
+            self.sink.request_finished()
+
+    async def stats(self) -> dict[str, Any]:
+        """Engine truth for health checks and tests: requests vLLM still tracks, running, waiting."""
+        unfinished = self.host.engine.output_processor.get_num_unfinished_requests()
+        return {
+            "model": self.cfg.name, "pid": os.getpid(), "inflight": self.inflight,
+            "engine_unfinished": unfinished, "running": self.sink.running, "waiting": self.sink.waiting,
+            "aborted": self.aborted, "finished_by_reason": dict(self.sink.finished_by_reason),
+            "max_model_len": self.host.max_model_len,
+        }
+
+    async def check_health(self) -> None:
+        """Ray Serve's replica health check: a dead engine makes Ray replace this replica."""
+        await self.host.check_health()
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Recent ITL/TTFT percentiles and load for the ITL-SLA autoscaler (names: serve_app.autoscaler.stats)."""
+        return self.sink.autoscaling_stats()
+
+    def __del__(self):
+        host = getattr(self, "host", None)
+        if host is not None:
+            host.shutdown()
+
+
+ModelServerDeployment = serve.deployment(ModelServer)
