@@ -3,7 +3,7 @@
 Interactive (web UI at http://127.0.0.1:8089, start with 1 user; the user count is fixed at one dispatcher):
 
     locust -f $(sparse24-loadtest locustfile) --host http://127.0.0.1:8000 \
-        --model tiny --tokenizer /path/to/model --profile multi_turn_chat --profile-scale tiny --qps 2
+        --model tiny --workload multi_turn_chat --workload-scale tiny --qps 2
 
 Headless sweeps use the same user class through `sparse24.loadtest.runner` (one Locust Environment per point).
 Locust's statistics show TTFT and E2E per request (its own stream timing would stop at the headers); the
@@ -49,9 +49,9 @@ def _add_arguments(parser):
     g = parser.add_argument_group("sparse24 open-loop load")
     g.add_argument("--model", default="", help="served model name (default: the first of /v1/models)")
     g.add_argument("--tokenizer", default="", help="local model dir with the tokenizer (default: /v1/models root)")
-    g.add_argument("--profile", default="multi_turn_chat", help="workload profile name (profiles.yaml)")
-    g.add_argument("--profile-scale", default="full", help="profile scale, e.g. full or tiny")
-    g.add_argument("--profiles-file", default="", help="profile YAML (default: the bundled one)")
+    g.add_argument("--workload", default="multi_turn_chat", help="workload profile name (profiles.yaml)")
+    g.add_argument("--workload-scale", default="full", help="profile scale, e.g. full or tiny")
+    g.add_argument("--workloads-file", default="", help="profile YAML (default: the bundled one)")
     g.add_argument("--qps", type=float, default=1.0, help="target arrival rate, requests/s")
     g.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
     g.add_argument("--burstiness", type=float, default=1.0, help="gamma shape; 1 = Poisson")
@@ -66,7 +66,7 @@ def _plan_from_options(opts, host: str) -> PointPlan:
     from sparse24.loadtest.server import describe_server
 
     info = describe_server(host, opts.model or None)
-    profile = load_profiles(opts.profiles_file or None).get(opts.profile, opts.profile_scale)
+    profile = load_profiles(opts.workloads_file or None).get(opts.workload, opts.workload_scale)
     schedule = arrival_times(opts.qps, opts.duration, opts.burstiness, seed=0)
     synth = PromptSynthesizer(load_tokenizer(opts.tokenizer or info.root), api=opts.api)
     prompts = [synth.make(profile.prompt_tokens) for _ in range(len(schedule))]

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-_MAX_FIX_ROUNDS = 50  # decode/re-encode rounds; byte-level BPE usually settles in 1-3
+_MAX_FIX_ROUNDS = 8  # decode/re-encode rounds; byte-level BPE usually settles in 1-3
+_TOP_UP_MARGIN = 4  # tokens left to the one-piece-at-a-time fallback
+_TOP_UP_TRIES = 200  # pieces tried per appended token
 
 
 def load_tokenizer(path: str | Path):
@@ -65,5 +67,25 @@ class PromptSynthesizer:
             # misses also re-draw the last two, since merges across the cut can oscillate
             keep = max(1, min(len(enc), body) - (2 if round_ >= 3 else 0))
             ids = enc[:keep] + list(self.rng.choice(self.vocab, max(0, body - keep)))
+        return self._top_up(ids[:max(1, body - _TOP_UP_MARGIN)], n_tokens)
+
+    def _top_up(self, ids: list[int], n_tokens: int) -> str:
+        """Fallback: from a shorter text, append single vocabulary pieces that add exactly one token each."""
+        text = self.tok.decode(ids)
+        n = self.count(text)
+        while n > n_tokens and ids:
+            ids = ids[:-1]
+            text, n = self.tok.decode(ids), self.count(self.tok.decode(ids))
+        while n < n_tokens:
+            for piece_id in self.rng.permutation(self.vocab)[:_TOP_UP_TRIES]:
+                cand = text + self.tok.decode([int(piece_id)])
+                c = self.count(cand)
+                if c == n + 1:
+                    text, n = cand, c
+                    break
+            else:
+                break
+        if n == n_tokens:
+            return text
         raise RuntimeError(f"could not synthesize a prompt of exactly {n_tokens} tokens "
-                           f"after {_MAX_FIX_ROUNDS} rounds (last: {n})")
+                           f"(reached {n})")
