@@ -36,8 +36,22 @@ def _pod_specs(rs: dict):
         yield f"workerGroupSpecs[{g.get('groupName')}]", g, g
 
 
-def rayservice_errors(rs: dict, ray_version: str) -> list[str]:
-    """Rules for one RayService object (see module doc)."""
+def container_env(c: dict, configmaps: dict[str, dict]) -> dict[str, str]:
+    """The environment a container gets, resolving ConfigMaps rendered in the same overlay
+    (values from Secrets or the downward API become a placeholder)."""
+    env: dict[str, str] = {}
+    for src in c.get("envFrom") or []:
+        ref = (src.get("configMapRef") or {}).get("name")
+        env.update({f"{src.get('prefix', '')}{k}": v for k, v in (configmaps.get(ref) or {}).items()})
+    for e in c.get("env") or []:
+        ref = ((e.get("valueFrom") or {}).get("configMapKeyRef")) or {}
+        env[e["name"]] = e.get("value") if "value" in e else \
+            (configmaps.get(ref.get("name")) or {}).get(ref.get("key"), "<from-cluster>")
+    return env
+
+
+def rayservice_errors(rs: dict, ray_version: str, configmaps: dict[str, dict] | None = None) -> list[str]:
+    """Rules for one RayService object (see module doc); `configmaps`: name -> data of the overlay."""
     name = f"RayService/{rs['metadata']['name']}"
     spec, errors = rs["spec"], []
     rc = spec["rayClusterConfig"]
@@ -52,7 +66,7 @@ def rayservice_errors(rs: dict, ray_version: str) -> list[str]:
         errors.append(f"{name}: enableInTreeAutoscaling must be true (Ray's node autoscaler adds worker pods)")
     if not rc.get("workerGroupSpecs"):
         errors.append(f"{name}: no workerGroupSpecs: replicas have nowhere to run")
-    gpu_capacity = 0.0
+    gpu_capacity, worker_envs = 0.0, []
     for where, group, worker in _pod_specs(rs):
         pod = group["template"]["spec"]
         for c in pod["containers"]:
@@ -66,6 +80,7 @@ def rayservice_errors(rs: dict, ray_version: str) -> list[str]:
                 if probe not in c:
                     errors.append(f"{at}: {probe} missing")
             if worker is not None:
+                worker_envs.append((f"{where}.containers[{c['name']}]", container_env(c, configmaps or {})))
                 gpus = float((res.get("limits") or {}).get(GPU_RESOURCE, 0))
                 gpu_capacity += gpus * int(worker.get("maxReplicas", 0))
         if "metrics" not in {p.get("name") for c in pod["containers"] for p in c.get("ports") or []}:
@@ -75,12 +90,14 @@ def rayservice_errors(rs: dict, ray_version: str) -> list[str]:
         for lo, hi, g in worker_min_max:
             if lo > hi:
                 errors.append(f"{name}: workerGroupSpecs[{g}] minReplicas={lo} > maxReplicas={hi}")
-    errors += serve_config_v2_errors(name, spec.get("serveConfigV2"), gpu_capacity)
+    errors += serve_config_v2_errors(name, spec.get("serveConfigV2"), gpu_capacity, worker_envs)
     return errors
 
 
-def serve_config_v2_errors(name: str, text, gpu_capacity: float) -> list[str]:
-    """serveConfigV2: Ray's ServeDeploySchema, our autoscaling bounds, and GPU fit."""
+def serve_config_v2_errors(name: str, text, gpu_capacity: float,
+                           worker_envs: list[tuple[str, dict[str, str]]] = ()) -> list[str]:
+    """serveConfigV2: Ray's ServeDeploySchema, our autoscaling bounds, the app's own args model with
+    the workers' environment, and GPU fit."""
     if not isinstance(text, str) or not text.strip():
         return [f"{name}: spec.serveConfigV2 is empty (run k8s/tools/render_serve_config.py)"]
     try:
@@ -97,6 +114,13 @@ def serve_config_v2_errors(name: str, text, gpu_capacity: float) -> list[str]:
     if http.get("host") not in ("0.0.0.0", "::") or int(http.get("port", SERVE_PORT)) != SERVE_PORT:
         errors.append(f"{name}: serveConfigV2.http_options must listen on 0.0.0.0:{SERVE_PORT} "
                       f"(the serve Service targets it), got {http}")
+    env: dict[str, str] = {}
+    for var, has_default in scc.env_refs(text).items():
+        missing = [where for where, e in worker_envs if var not in e]
+        if missing and not has_default:
+            errors.append(f"{name}: serveConfigV2 uses ${{{var}}} but {', '.join(missing)} does not set it")
+        env[var] = next((e[var] for _, e in worker_envs if var in e), "/nonexistent")
+    errors += [f"{name}: serveConfigV2: {e}" for e in scc.app_args_errors(cfg, env)]
     need = scc.replica_demand(cfg)["GPU"]
     if need > gpu_capacity:
         errors.append(f"{name}: serveConfigV2 asks for up to {need:g} GPUs at max replicas but the worker "
@@ -105,7 +129,9 @@ def serve_config_v2_errors(name: str, text, gpu_capacity: float) -> list[str]:
 
 
 def monitor_errors(objs: list[dict]) -> list[str]:
-    """Every PodMonitor/ServiceMonitor must select something this overlay deploys, on a named port."""
+    """Every PodMonitor/ServiceMonitor must select something this overlay deploys, on a named port;
+    Services must select pods; and one overlay scrapes the app's series one way only (the /metrics
+    route relays Ray's export, so a PodMonitor plus a ServiceMonitor would store every series twice)."""
     errors = []
     pods, services = [], []
     for o in objs:
@@ -117,8 +143,16 @@ def monitor_errors(objs: list[dict]) -> list[str]:
             services.append((((svc.get("metadata") or {}).get("labels") or {}),
                              {p.get("name") for p in (svc.get("spec") or {}).get("ports") or []}))
     for o in objs:
+        if o["kind"] == "Service":
+            sel = o["spec"].get("selector") or {}
+            if not any(sel and all(labels.get(k) == v for k, v in sel.items()) for labels, _ in pods):
+                errors.append(f"Service/{o['metadata']['name']}: selector {sel} matches no Ray pod")
+            services.append((o["metadata"].get("labels") or {}, {p.get("name") for p in o["spec"].get("ports") or []}))
+    kinds = set()
+    for o in objs:
         if o["kind"] not in ("PodMonitor", "ServiceMonitor"):
             continue
+        kinds.add(o["kind"])
         sel = (o["spec"].get("selector") or {}).get("matchLabels") or {}
         targets = pods if o["kind"] == "PodMonitor" else services
         endpoints = o["spec"].get("podMetricsEndpoints") or o["spec"].get("endpoints") or []
@@ -129,4 +163,8 @@ def monitor_errors(objs: list[dict]) -> list[str]:
         for ep in endpoints:
             if matched and not any(ep.get("port") in ports for ports in matched):
                 errors.append(f"{at}: endpoint port {ep.get('port')!r} not exposed by the selected targets")
+    if len(kinds) > 1:
+        errors.append("both a PodMonitor and a ServiceMonitor scrape the app: every series would be stored twice")
+    if not kinds:
+        errors.append("no PodMonitor or ServiceMonitor: nothing scrapes the app")
     return errors

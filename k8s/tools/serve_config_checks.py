@@ -8,6 +8,7 @@ Units: seconds for delays/intervals, replicas for counts.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any, Iterator
 
 # Bounds, with why:
@@ -143,17 +144,56 @@ def _autoscaler_config_model(module: str):
 
 
 def replica_demand(cfg: dict) -> dict[str, float]:
-    """Most GPUs the config's deployments can ask for at max replicas, by resource: {'GPU': n}."""
+    """Most GPUs the config's deployments can ask for at max replicas, by resource: {'GPU': n}.
+    Reads Ray's `deployments[]` (ray_actor_options.num_gpus, placement_group_bundles) and our app's
+    `args.models[].deployment` (num_gpus)."""
     total = 0.0
     for app in cfg.get("applications") or []:
         for dep in _deployment_like(app):
-            gpus = float(((dep.get("ray_actor_options") or {}).get("num_gpus")) or 0)
-            bundles = dep.get("placement_group_bundles") or []
-            gpus = max(gpus, sum(float(b.get("GPU", 0)) for b in bundles))
+            gpus = float(((dep.get("ray_actor_options") or {}).get("num_gpus")) or dep.get("num_gpus") or 0)
+            gpus = max(gpus, sum(float(b.get("GPU", 0)) for b in dep.get("placement_group_bundles") or []))
             ac = dep.get("autoscaling_config") or {}
-            n = float(ac.get("max_replicas") or dep.get("num_replicas") or 1)
-            total += gpus * n
+            n = ac.get("max_replicas") or dep.get("num_replicas") or 1
+            total += gpus * (float(n) if not isinstance(n, str) else 1.0)
     return {"GPU": total}
+
+
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
+
+
+def env_refs(text: str) -> dict[str, bool]:
+    """`${VAR}` / `${VAR:-default}` references in a config text: {VAR: has_default}."""
+    out: dict[str, bool] = {}
+    for m in ENV_REF.finditer(text):
+        out[m.group(1)] = out.get(m.group(1), False) or m.group(2) is not None
+    return out
+
+
+def app_args_errors(cfg: dict, env: dict[str, str]) -> list[str]:
+    """Our application's own `args` model (sparse24.serve_app.config.ServeAppConfig), parsed the way
+    the replica will parse it at start, with `env` standing in for the pod's environment."""
+    import os
+    errors: list[str] = []
+    for app in cfg.get("applications") or []:
+        if not str(app.get("import_path", "")).startswith("sparse24.serve_app"):
+            continue
+        try:
+            from sparse24.serve_app.config import ServeAppConfig
+        except ImportError as e:
+            return [f"applications[{app.get('name')}]: cannot import sparse24.serve_app.config ({e})"]
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            ServeAppConfig.model_validate(app.get("args") or {})
+        except ValueError as e:
+            errors.append(f"applications[{app.get('name')}].args: {e}")
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return errors
 
 
 def _deployment_like(node: Any) -> Iterator[dict]:
