@@ -68,7 +68,7 @@ def autoscaling_errors(cfg: dict) -> list[str]:
         try:
             AutoscalingConfig.model_validate({k: v for k, v in ac.items() if k != "policy"})
         except ValidationError as e:
-            errors += [f"{where}.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()]
+            errors += [f"{'.'.join([where, *map(str, x['loc'])])}: {x['msg']}" for x in e.errors()]
             continue
         lo, hi = _num(ac, "min_replicas", 1), _num(ac, "max_replicas", 1)
         if lo < MIN_REPLICAS_FLOOR:

@@ -48,6 +48,9 @@ class GrafanaContract:
         return [
             ("GET", r"/api/health", lambda m, b: (200, {"commit": "contract", "database": "ok",
                                                          "version": GRAFANA_VERSION})),
+            # grafana-client's health.check() reads the build info from the frontend settings
+            ("GET", r"/api/frontend/settings", lambda m, b: (200, {"buildInfo": {
+                "version": GRAFANA_VERSION, "commit": "contract", "edition": "Open Source", "env": "production"}})),
             ("GET", r"/api/datasources/uid/([^/]+)", self._get_ds),
             ("POST", r"/api/datasources", self._create_ds),
             ("PUT", r"/api/datasources/uid/([^/]+)", self._update_ds),
