@@ -93,6 +93,8 @@ def decide(obs: Observation, cfg: ControlLawConfig, curve: Optional[CapacityCurv
     run = max(obs.running_replicas, 0)
     lo_b, hi_b = obs.min_replicas, max(obs.max_replicas, obs.min_replicas)
 
+    if cur != st.last_target:  # Ray applied a new target: the hysteresis timers start over
+        st.up_since_s = st.down_since_s = None
     if run != st.last_running or cur != st.last_target:
         st.last_change_s, st.last_running, st.last_target = now, run, cur
     settled = st.last_change_s is None or now - st.last_change_s >= cfg.settle_s
@@ -163,7 +165,6 @@ def decide(obs: Observation, cfg: ControlLawConfig, curve: Optional[CapacityCurv
         if need < cur and now - st.down_since_s >= cfg.downscale_stable_s:
             desired = need if curve is not None or need == lo_b else cur - 1
             reason = "idle_down" if obs.arrival_rate_rps == 0 else "down"
-            st.down_since_s = None
     else:
         st.down_since_s = None
 
@@ -172,8 +173,8 @@ def decide(obs: Observation, cfg: ControlLawConfig, curve: Optional[CapacityCurv
     elif infeasible:
         reason = "infeasible"
     desired = max(lo_b, desired)
-    if desired != cur:
-        st.up_since_s = None
+    # Timers are not reset on a decision: Ray's own up/downscale delay only counts while the
+    # policy keeps asking for the same direction, so the law must keep asking.
     return Decision(desired=desired, reason=reason, feedforward=ff, feedback=fb, capacity_rps=cap,
                     expected_itl_ms=expected, correction=corr, breach=breach, infeasible=infeasible,
                     state=st.to_policy_state())

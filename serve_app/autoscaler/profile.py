@@ -109,8 +109,10 @@ class CapacityCurve:
         Past the last point it extrapolates along the last segment; capped at 2x the last
         measured qps so a flat curve never promises unbounded capacity.
         """
-        key = (target_ms, pct)
+        key = (round(target_ms, 3), pct)
         if key not in self._memo:
+            if len(self._memo) > 4096:  # the correction factor moves the target continuously
+                self._memo.clear()
             self._memo[key] = self._max_qps_at_itl(target_ms, pct)
         return self._memo[key]
 

@@ -113,6 +113,9 @@ def wrapped_decision(raw_desired: Callable[[], float], current: int, target: int
     if cold is not None:
         return apply_bounds(cold, cfg), state
     desired = apply_scaling_factors(raw_desired(), current, cfg)
-    if not (current == 0 and desired > 0):
+    if current == 0 and desired > 0:  # Ray bypasses the delays when scaling up from zero
+        state.setdefault(DECISION_COUNTERS_KEY, 0)
+        state.setdefault(DECISION_TIMESTAMP_KEY, None)
+    else:
         desired, state = apply_delay_logic(max(0, desired), target, cfg, state, now)
     return apply_bounds(int(math.ceil(desired)), cfg), state
