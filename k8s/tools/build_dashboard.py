@@ -52,10 +52,10 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], int]] = [
         ("max by (deployment) (ray_serve_autoscaling_desired_replicas)", "Ray desired {{deployment}}"),
         ("max by (deployment) (ray_sparse24_autoscaler_desired_replicas)", "ITL policy {{deployment}}")], 12),
     ("SLA attainment", "percentunit", [
-        (f'sum(rate(ray_vllm_inter_token_latency_seconds_bucket{{model_name=~"$model", le="$itl_sla_s"}}{R}))'
-         f" / sum(rate(ray_vllm_inter_token_latency_seconds_count{M}{R}))", "tokens within ITL SLA"),
-        ('sum(rate(ray_sparse24_autoscaler_sla_seconds_total{state="met"}' + R + '))'
-         ' / sum(rate(ray_sparse24_autoscaler_sla_seconds_total{state=~"met|missed"}' + R + '))',
+        ((f'sum(rate(ray_vllm_inter_token_latency_seconds_bucket{{model_name=~"$model", le="$itl_sla_s"}}{R}))'
+          f" / sum(rate(ray_vllm_inter_token_latency_seconds_count{M}{R}))"), "tokens within ITL SLA"),
+        (('sum(rate(ray_sparse24_autoscaler_sla_seconds_total{state="met"}' + R + '))'
+          ' / sum(rate(ray_sparse24_autoscaler_sla_seconds_total{state=~"met|missed"}' + R + '))'),
          "time SLA met (policy view)")], 12),
     ("Autoscaler decisions", "short", [
         (f"sum by (reason) (increase(ray_sparse24_autoscaler_scale_events_total{R}))", "{{reason}}"),

@@ -10,9 +10,8 @@ from __future__ import annotations
 import pathlib
 import re
 
-import yaml
-
 import serve_config_checks as scc
+import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # KubeRay v1.7 accepts these upgradeStrategy.type values (the CRD has no enum; the operator checks).
@@ -85,11 +84,10 @@ def rayservice_errors(rs: dict, ray_version: str, configmaps: dict[str, dict] | 
                 gpu_capacity += gpus * int(worker.get("maxReplicas", 0))
         if "metrics" not in {p.get("name") for c in pod["containers"] for p in c.get("ports") or []}:
             errors.append(f"{name}: {where}: no container port named 'metrics' (the PodMonitor scrapes it)")
-    if worker_min_max := [(g.get("minReplicas", 0), g.get("maxReplicas", 0), g.get("groupName"))
-                          for g in rc.get("workerGroupSpecs") or []]:
-        for lo, hi, g in worker_min_max:
-            if lo > hi:
-                errors.append(f"{name}: workerGroupSpecs[{g}] minReplicas={lo} > maxReplicas={hi}")
+    for g in rc.get("workerGroupSpecs") or []:
+        if g.get("minReplicas", 0) > g.get("maxReplicas", 0):
+            errors.append(f"{name}: workerGroupSpecs[{g.get('groupName')}] minReplicas={g.get('minReplicas')} "
+                          f"> maxReplicas={g.get('maxReplicas')}")
     errors += serve_config_v2_errors(name, spec.get("serveConfigV2"), gpu_capacity, worker_envs)
     return errors
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 # Bounds, with why:
 MIN_REPLICAS_FLOOR = 1          # LLM cold start takes minutes and the ITL policy needs >= 1 replica to measure
@@ -110,8 +111,8 @@ def policy_errors(where: str, policy: Any) -> list[str]:
         return [f"{where}: expected a mapping with {sorted(POLICY_KEYS)}, got {policy!r}"]
     unknown = set(policy) - POLICY_KEYS
     if unknown:
-        return [f"{where}: unknown key(s) {sorted(unknown)} (Ray ignores them silently and runs its "
-                f"default policy); expected {sorted(POLICY_KEYS)}"]
+        return [(f"{where}: unknown key(s) {sorted(unknown)} (Ray ignores them silently and runs its "
+                 f"default policy); expected {sorted(POLICY_KEYS)}")]
     fn = policy.get("policy_function")
     if not isinstance(fn, str) or ":" not in fn:
         return [f"{where}.policy_function={fn!r}: expected 'package.module:Name'"]

@@ -48,7 +48,7 @@ def test_base_images_are_pinned_to_exact_versions(ins):
     images = [v for k, v in args.items() if k in ("CUDA_DEVEL", "CUDA_RUNTIME", "CPU_BASE")]
     assert len(images) == 3
     for image in images:
-        name, _, tag = image.partition(":")
+        _, _, tag = image.partition(":")
         assert tag and tag != "latest" and re.search(r"\d+\.\d+\.\d+", tag), image
 
 

@@ -3,6 +3,7 @@ app's own args model) reject deliberately broken manifests that every schema acc
 from __future__ import annotations
 
 import copy
+import pathlib
 
 import pytest
 import yaml
@@ -174,3 +175,29 @@ def test_our_policy_kwargs_are_validated_with_the_policys_config_model(vm, objs)
     dep["autoscaling_config"]["policy"]["policy_kwargs"] = {"sla": {"itl_target_ms": 50}}
     _set_serve(objs, cfg)
     assert _rule_errors(vm, objs) == []
+
+
+def _gpu_serve_config(max_replicas: int) -> dict:
+    """deploy/config.yaml turned into a GPU config the way deploy/h100.yaml is described (issue 6)."""
+    cfg = yaml.safe_load((pathlib.Path(__file__).resolve().parents[2] / "deploy" / "config.yaml").read_text())
+    cfg["proxy_location"], cfg["http_options"]["host"] = "EveryNode", "0.0.0.0"
+    model = cfg["applications"][0]["args"]["models"][0]
+    model["source"] = "${SPARSE24_MODEL_PATH}"
+    model["engine"] = {"dtype": "bfloat16", "max_model_len": 8192, "max_num_seqs": 128, "gpu_memory_utilization": 0.9}
+    dep = model["deployment"]
+    dep.pop("num_replicas", None)
+    dep.update(num_gpus=1, num_cpus=4, autoscaling_config={"min_replicas": 1, "max_replicas": max_replicas,
+                                                            "upscale_delay_s": 5, "downscale_delay_s": 120})
+    return cfg
+
+
+@pytest.mark.parametrize("max_replicas, ok", [(8, True), (9, False)])
+def test_h100_overlay_fits_gpu_replicas_into_its_worker_group(vm, rendered, max_replicas, ok):
+    objs = copy.deepcopy(rendered["h100"])
+    _set_serve(objs, _gpu_serve_config(max_replicas))
+    errs = _rule_errors(vm, objs)
+    if ok:
+        assert errs == []
+    else:
+        (err,) = errs
+        assert "up to 9 GPUs" in err and "at most 8" in err

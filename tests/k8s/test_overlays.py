@@ -1,9 +1,9 @@
 """Every overlay renders with kustomize and validates clean; generated files do not drift."""
 from __future__ import annotations
 
-import pytest
-
 import pathlib
+
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 OVERLAYS = REPO / "k8s" / "overlays"
@@ -75,7 +75,7 @@ def test_dashboard_json_is_built_by_its_generator(tool):
 def test_dashboard_configmap_carries_the_dashboard(rendered, tool):
     import json
     bd = tool("build_dashboard")
-    for overlay, objs in rendered.items():
+    for objs in rendered.values():
         cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "sparse24-grafana-dashboard")
         assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert json.loads(cm["data"]["sparse24-llm.json"]) == bd.build()
