@@ -1,0 +1,236 @@
+"""Ratios vs targets, markdown tables and a PNG from a model_bench JSON.
+
+    python -m sparse24.kernels.bench.model_report RESULT.json     # rewrites RESULT.md and RESULT.png
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+# Issue 10's targets (ratios in one run) and the seed blog's averages (Tables 3 and 4, H100, vLLM).
+TARGETS = {
+    "decode_vs_bf16": (2.0, "single-stream decode latency vs bf16", "1.7x (total latency)"),
+    "decode_vs_fp8": (1.35, "single-stream decode latency vs fp8 dense", "~1.3x"),
+    "tput32_vs_bf16": (1.6, "batch-32 decode throughput vs bf16", "1.5x (QPS)"),
+    "tput32_vs_fp8": (1.25, "batch-32 decode throughput vs fp8 dense", "~1.2x"),
+}
+COMPONENTS = ("qkv", "o", "gate_up", "down", "lm_head", "other")
+
+
+def _geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else float("nan")
+
+
+def result_stem(result: dict) -> str:
+    meta = result["meta"]
+    gpu = meta.get("gpu", "cpu")
+    m = re.search(r"[HhAaBbLl]\d{2,3}", gpu)
+    slug = m.group(0).lower() if m else re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
+    model = "llama8b" if result["model"]["dim"] == 4096 else "tiny"
+    return f"model_{model}_{slug}_{meta['date_utc'][:10]}"
+
+
+def ratios(result: dict) -> dict:
+    """Speed-up of sparse_fp8 over bf16 and fp8 (time ratio; >1 means sparse is faster)."""
+    out = {"single_stream": {}, "throughput": {}, "targets": {}}
+    ss = result.get("single_stream", {})
+    for name, per in ss.items():
+        if "sparse_fp8" not in per:
+            continue
+        sp = per["sparse_fp8"]
+        out["single_stream"][name] = {
+            f"{kind}_vs_{base}": per[base][key] / sp[key]
+            for base in ("bf16", "fp8") if base in per
+            for kind, key in (("decode", "decode_ms_per_token"), ("prefill", "prefill_ms"), ("total", "total_ms"))}
+    for b, per in result.get("throughput", {}).items():
+        if "sparse_fp8" in per and "error" not in per:
+            out["throughput"][b] = {f"vs_{base}": per["sparse_fp8"]["tokens_per_s"] / per[base]["tokens_per_s"]
+                                    for base in ("bf16", "fp8") if base in per}
+    for base in ("bf16", "fp8"):
+        vals = [r.get(f"decode_vs_{base}") for r in out["single_stream"].values()]
+        tot = [r.get(f"total_vs_{base}") for r in out["single_stream"].values()]
+        if any(vals):
+            out[f"mean_decode_vs_{base}"] = _geomean(vals)
+            out[f"mean_total_vs_{base}"] = _geomean(tot)
+            out["targets"][f"decode_vs_{base}"] = out[f"mean_decode_vs_{base}"]
+        t32 = out["throughput"].get("32", {}).get(f"vs_{base}")
+        if t32:
+            out["targets"][f"tput32_vs_{base}"] = t32
+    return out
+
+
+def gap_lines(result: dict, r: dict) -> list[str]:
+    """For each missed target: which part of the sparse decode step is over its budget."""
+    lines = []
+    for key, value in r["targets"].items():
+        target, what, _ = TARGETS[key]
+        if value >= target:
+            continue
+        base = key.split("_vs_")[1]
+        batch = "32" if key.startswith("tput32") else "1"
+        bd = result.get("breakdown", {}).get(batch, {})
+        if "sparse_fp8" not in bd or base not in bd:
+            lines.append(f"- {what}: {value:.2f}x < {target}x; no breakdown at batch {batch}.")
+            continue
+        sp, bs = bd["sparse_fp8"]["graph_ms"], bd[base]["graph_ms"]
+        budget = bd[base]["step_ms"] / target
+        shared = sp["lm_head"] + sp["other"]
+        lin_s = sum(sp[c] for c in COMPONENTS[:4])
+        lin_b = sum(bs[c] for c in COMPONENTS[:4])
+        worst = max(COMPONENTS[:4], key=lambda c: sp[c] - bs[c] / target)
+        lines.append(
+            f"- **{what}: {value:.2f}x < {target}x** (batch {batch}). Budget for the sparse step "
+            f"{budget:.3f} ms, measured {bd['sparse_fp8']['step_ms']:.3f} ms. The layer linears run "
+            f"{lin_b / lin_s:.2f}x faster than {base} ({lin_s:.3f} vs {lin_b:.3f} ms); the shared rest "
+            f"(LM head {sp['lm_head']:.3f} + attention/norms/RoPE/embed/sampling {sp['other']:.3f} ms) costs "
+            f"the same in both variants and caps the ratio at {bd[base]['step_ms'] / shared:.2f}x even with free "
+            f"linears. Linear furthest over its share: {worst} ({sp[worst]:.3f} ms sparse vs {bs[worst]:.3f} ms "
+            f"{base}, {bs[worst] / sp[worst]:.2f}x).")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    r, meta = ratios(result), result["meta"]
+    variants = [v for v in ("bf16", "fp8", "sparse_fp8") if v in result.get("weight_gib", {})]
+    md = [f"# Model-level benchmark: Llama-3.1-8B-shaped, {' vs '.join(variants)}", "",
+          f"GPU {meta.get('gpu')} (driver {meta.get('driver')}, {meta.get('sm_count')} SMs), torch {meta['torch']}, "
+          f"CUDA {meta.get('cuda')}, triton {meta.get('triton')}, date {meta['date_utc']}, commit {meta['git_commit']}.",
+          f"Command: `{meta['command']}`. Sparse backend: {result.get('sparse_backend')}.",
+          f"Linear weights (GiB): {result.get('weight_gib')}; shared embedding + LM head (bf16): "
+          f"{result.get('shared_weight_gib')} GiB. Random weights (2:4 magnitude-pruned for sparse_fp8); "
+          "CUDA graphs for every timed step; fused Triton norm/RoPE/attention/SiLU/quant kernels shared by all "
+          "variants; fp8 = per-token x per-channel `torch._scaled_mm` (use_fast_accum) + fused quant.", ""]
+    md += ["## Targets (sparse_fp8 speed-up, same run)", "", "| target | measured | goal | seed | met |",
+           "|---|---|---|---|---|"]
+    for key, (goal, what, seed) in TARGETS.items():
+        v = r["targets"].get(key)
+        md.append(f"| {what} | {v:.2f}x | >= {goal}x | {seed} | {'yes' if v >= goal else '**no**'} |" if v else
+                  f"| {what} | n/a | >= {goal}x | {seed} | n/a |")
+    for base in ("bf16", "fp8"):
+        if f"mean_total_vs_{base}" in r:
+            md.append(f"\nMean (geometric, over use cases) total single-stream latency speed-up vs {base}: "
+                      f"{r[f'mean_total_vs_{base}']:.2f}x.")
+    gaps = gap_lines(result, r)
+    if gaps:
+        md += ["", "### Where targets are missed", ""] + gaps
+    if result.get("single_stream"):
+        md += ["", "## (a) Single-stream latency per use case (batch 1)", "",
+               "Decode ms/token is the mean of greedy steps timed at the start and at the end of the output "
+               f"({result['settings']['decode_chunk']} steps each); total = prefill + (output-1) x decode.", "",
+               "| use case | prompt/output | variant | prefill ms | decode ms/tok | total ms | decode x | total x |",
+               "|---|---|---|---|---|---|---|---|"]
+        for name, per in result["single_stream"].items():
+            for v, d in per.items():
+                rr = r["single_stream"].get(name, {})
+                dx = f"{per['bf16']['decode_ms_per_token'] / d['decode_ms_per_token']:.2f}" if "bf16" in per else ""
+                tx = f"{per['bf16']['total_ms'] / d['total_ms']:.2f}" if "bf16" in per else ""
+                md.append(f"| {name} | {d['prompt_tokens']}/{d['output_tokens']} | {v} | {d['prefill_ms']:.2f} | "
+                          f"{d['decode_ms_per_token']:.3f} | {d['total_ms']:.0f} | {dx} | {tx} |")
+                del rr
+        md.append("\n(x = speed-up vs bf16 of the same use case.) Sparse vs fp8 per use case: " + ", ".join(
+            f"{n} decode {x.get('decode_vs_fp8', float('nan')):.2f}x / total {x.get('total_vs_fp8', float('nan')):.2f}x"
+            for n, x in r["single_stream"].items()) + ".")
+    if result.get("throughput"):
+        md += ["", f"## (b) Decode throughput, {result['settings']['context']}-token context", "",
+               "| batch | " + " | ".join(f"{v} tok/s" for v in variants) + " | sparse/bf16 | sparse/fp8 |",
+               "|---|" + "---|" * (len(variants) + 2)]
+        for b, per in result["throughput"].items():
+            if "error" in per:
+                md.append(f"| {b} | {per['error']} |")
+                continue
+            rr = r["throughput"].get(b, {})
+            md.append(f"| {b} | " + " | ".join(f"{per[v]['tokens_per_s']:.0f}" for v in variants if v in per) +
+                      f" | {rr.get('vs_bf16', float('nan')):.2f} | {rr.get('vs_fp8', float('nan')):.2f} |")
+    for b, per in result.get("breakdown", {}).items():
+        md += ["", f"## (c) Decode step breakdown, batch {b}, context {result['settings']['context']} (ms)", "",
+               "Each linear kind timed alone over all layers in a CUDA graph; `other` = full step minus those "
+               "(attention, norms, RoPE + cache write, SiLU, embedding, argmax).", "",
+               "| variant | step | " + " | ".join(COMPONENTS) + " | extra |", "|---|---|" + "---|" * (len(COMPONENTS) + 1)]
+        for v, d in per.items():
+            gm = d["graph_ms"]
+            extra = ", ".join(f"{k} {x:.3f}" for k, x in gm.items() if "." in k)
+            md.append(f"| {v} | {d['step_ms']:.3f} | " + " | ".join(f"{gm[c]:.3f}" for c in COMPONENTS) + f" | {extra} |")
+        for v, d in per.items():
+            prof = d.get("profiler")
+            if not prof:
+                continue
+            md += ["", f"Profiler, {v}, one eager step (device us per step by scope): " + ", ".join(
+                f"{k} {u:.0f}" for k, u in sorted(prof["scope_device_us"].items(), key=lambda t: -t[1])) + ".",
+                "Top kernels: " + "; ".join(f"`{k['name'][:60]}` {k['device_us']:.0f} us x{k['calls']:.0f}"
+                                            for k in prof["top_kernels"][:6]) + "."]
+    if result.get("checks"):
+        md += ["", "## Correctness checks on the device (relative error vs reference)", "",
+               ", ".join(f"{k} {v:.1e}" for k, v in result["checks"].items())]
+    return "\n".join(md) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"bf16": "#888888", "fp8": "#1f77b4", "sparse_fp8": "#d62728"}
+    fig, ax = plt.subplots(2, 2, figsize=(14, 9))
+    ss = result.get("single_stream", {})
+    names = list(ss)
+    for j, (key, title) in enumerate((("decode_ms_per_token", "single-stream decode, ms/token"),
+                                      ("total_ms", "single-stream total latency, s"))):
+        a = ax[0, j]
+        for i, v in enumerate(colors):
+            vals = [ss[n][v][key] / (1e3 if key == "total_ms" else 1) for n in names if v in ss[n]]
+            if len(vals) == len(names):
+                a.bar([k + (i - 1) * 0.27 for k in range(len(names))], vals, 0.27, label=v, color=colors[v])
+        a.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=8)
+        a.set_title(title)
+        a.legend()
+    tp = {b: p for b, p in result.get("throughput", {}).items() if "error" not in p}
+    a = ax[1, 0]
+    for v, c in colors.items():
+        pts = [(int(b), p[v]["tokens_per_s"]) for b, p in tp.items() if v in p]
+        if pts:
+            a.plot(*zip(*pts), marker="o", label=v, color=c)
+    a.set_xscale("log", base=2)
+    a.set_xlabel("batch")
+    a.set_title(f"decode throughput, tokens/s ({result['settings']['context']}-token context)")
+    a.legend()
+    a = ax[1, 1]
+    labels, bottoms = [], []
+    for b, per in result.get("breakdown", {}).items():
+        for v in per:
+            labels.append(f"{v}\nB={b}")
+    cmap = plt.get_cmap("tab10")
+    bottoms = [0.0] * len(labels)
+    for ci, comp in enumerate(COMPONENTS):
+        vals = [per[v]["graph_ms"][comp] for b, per in result.get("breakdown", {}).items() for v in per]
+        a.bar(range(len(labels)), vals, bottom=bottoms, label=comp, color=cmap(ci))
+        bottoms = [x + y for x, y in zip(bottoms, vals)]
+    a.set_xticks(range(len(labels)), labels, fontsize=7)
+    a.set_title("decode step breakdown, ms")
+    a.legend(fontsize=7)
+    meta = result["meta"]
+    fig.suptitle(f"Llama-3.1-8B-shaped model: bf16 vs fp8 vs 2:4 sparse fp8 - {meta.get('gpu')}, torch {meta['torch']}, "
+                 f"{meta['date_utc'][:10]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(json_path: str | Path) -> tuple[Path, Path]:
+    json_path = Path(json_path)
+    result = json.loads(json_path.read_text())
+    result["ratios"] = ratios(result)
+    json_path.write_text(json.dumps(result, indent=1))
+    md, png = json_path.with_suffix(".md"), json_path.with_suffix(".png")
+    md.write_text(markdown(result))
+    plot(result, png)
+    return md, png
+
+
+if __name__ == "__main__":
+    for p in sys.argv[1:]:
+        print(*write_report(p))
