@@ -50,15 +50,18 @@ def pack_sparse_fp8_weight(w_fp8: torch.Tensor, scale: torch.Tensor, backend: st
         raise ValueError(f"weight scale must have 1 or N={n} elements, got {scale.numel()}")
     if not bool(torch.isfinite(scale).all()) or bool((scale <= 0).any()):
         raise ValueError("weight scale holds non-finite or non-positive values")
-    values, meta = layout.compress_2of4(w_fp8)
-    packed = PackedSparseFp8Weight(values, meta, scale.reshape(n, 1).contiguous(), n, k)
+    use_gpu = False
     if backend in ("auto", "cutlass") and w_fp8.is_cuda:
         from . import ops  # GPU backend; absent on CPU-only machines
 
-        if ops.gpu_backend_available(w_fp8.device):
-            return ops.prepare_weight(packed)
-        if backend == "cutlass":
-            raise RuntimeError(f"backend 'cutlass' requested but unavailable: {ops.unavailable_reason()}")
+        use_gpu = ops.gpu_backend_available(w_fp8.device)
+        if not use_gpu and backend == "cutlass":
+            raise RuntimeError(f"backend 'cutlass' requested but unavailable: {ops.unavailable_reason(w_fp8.device)}")
+    # GPU compressor (bit-exact with layout.compress_2of4) when the CUTLASS backend will run the weight.
+    values, meta = ops.compress_2of4(w_fp8.contiguous()) if use_gpu else layout.compress_2of4(w_fp8)
+    packed = PackedSparseFp8Weight(values, meta, scale.reshape(n, 1).contiguous(), n, k)
+    if use_gpu:
+        return ops.prepare_weight(packed)
     packed.dense_reference = w_fp8.float()
     return packed
 

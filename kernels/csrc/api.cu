@@ -95,7 +95,7 @@ int64_t s24_gemm_workspace_size(int cfg, int m, int n, int k, int mode, int spli
 
 int s24_gemm(int cfg, int out_dtype, const void* a_values, const void* e_meta, const void* x, const float* s_w,
              const float* s_x, const void* bias, void* d, int m, int n, int k, int mode, int splits, int sm_count,
-             void* workspace, int64_t workspace_bytes, void* stream) {
+             int pdl, void* workspace, int64_t workspace_bytes, void* stream) {
   GemmCall c{};
   c.a = a_values;
   c.e = e_meta;
@@ -110,6 +110,7 @@ int s24_gemm(int cfg, int out_dtype, const void* a_values, const void* e_meta, c
   c.mode = mode;
   c.splits = splits;
   c.sm_count = sm_count;
+  c.pdl = pdl;
   c.workspace = workspace;
   c.workspace_bytes = workspace_bytes;
   c.stream = stream;

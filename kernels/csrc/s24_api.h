@@ -28,9 +28,10 @@ int s24_config_info(int cfg, const char** name, int* tile_m, int* tile_n, int* t
 //   (s24_meta_reordered_bytes), x: [M, K] fp8 row-major (row stride K), s_w: [N] f32, s_x: [M] f32,
 //   bias: [N] in out_dtype or NULL, d: [M, N] out_dtype row-major.
 int64_t s24_gemm_workspace_size(int cfg, int m, int n, int k, int mode, int splits, int sm_count);
+//   pdl != 0 launches with programmatic dependent launch (prologue overlaps the previous kernel).
 int s24_gemm(int cfg, int out_dtype, const void* a_values, const void* e_meta, const void* x,
              const float* s_w, const float* s_x, const void* bias, void* d, int m, int n, int k,
-             int mode, int splits, int sm_count, void* workspace, int64_t workspace_bytes, void* stream);
+             int mode, int splits, int sm_count, int pdl, void* workspace, int64_t workspace_bytes, void* stream);
 
 // Per-token FP8 quantization (reference.quantize_per_token_fp8): x [M,K] (row stride in elements),
 // xq [M,K] fp8 contiguous, s_x [M] f32.

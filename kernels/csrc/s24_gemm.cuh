@@ -21,7 +21,7 @@ using namespace cute;
 
 enum class Sched { COOP_SK, COOP, PINGPONG };
 
-template <class ElementD_, int TM, int TN, int TK, int CM, Sched S>
+template <class ElementD_, int TM, int TN, int TK, int CM, Sched S, int STAGES = 0>
 struct SparseFp8Gemm {
   using ElementAB = cutlass::float_e4m3_t;
   using ElementD = ElementD_;
@@ -64,8 +64,9 @@ struct SparseFp8Gemm {
       ElementAB, cutlass::layout::RowMajor, AlignAB,
       ElementAB, cutlass::layout::ColumnMajor, AlignAB,
       ElementAcc, TileShape, ClusterShape,
-      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
-          sizeof(typename CollectiveEpilogue::SharedStorage))>,
+      cute::conditional_t<(STAGES > 0), cutlass::gemm::collective::StageCount<(STAGES > 0 ? STAGES : 1)>,
+                          cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
+                              sizeof(typename CollectiveEpilogue::SharedStorage))>>,
       KernelSchedule>::CollectiveOp;
 
   using GemmKernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, CollectiveMainloop,
@@ -122,10 +123,24 @@ struct SparseFp8Gemm {
     return static_cast<int64_t>(Gemm::get_workspace_size(args));
   }
 
+  // cudaFuncSetAttribute(max dynamic smem) once per device instead of on every call.
+  static int ensure_smem_attribute(int device) {
+    static bool done[64] = {};
+    constexpr int smem = GemmKernel::SharedStorageSize;
+    if (smem < (48 << 10) || device < 0 || device >= 64 || done[device]) return 0;
+    cudaError_t err = cudaFuncSetAttribute(cutlass::device_kernel<GemmKernel>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      return set_error("cudaFuncSetAttribute(smem=%d) failed: %s", smem, cudaGetErrorString(err));
+    }
+    done[device] = true;
+    return 0;
+  }
+
   static int run(const GemmCall& c) {
     auto args = make_args(c);
-    Gemm gemm;
-    cutlass::Status st = gemm.can_implement(args);
+    cutlass::Status st = Gemm::can_implement(args);
     if (st != cutlass::Status::kSuccess) {
       return set_error("CUTLASS can_implement failed (%s) for M=%d N=%d K=%d", cutlassGetStatusString(st), c.m,
                        c.n, c.k);
@@ -136,9 +151,13 @@ struct SparseFp8Gemm {
                        (long long)c.workspace_bytes);
     }
     auto stream = static_cast<cudaStream_t>(c.stream);
-    st = gemm.initialize(args, c.workspace, stream);
-    if (st != cutlass::Status::kSuccess) return set_error("CUTLASS initialize failed: %s", cutlassGetStatusString(st));
-    st = gemm.run(stream);
+    if (ensure_smem_attribute(c.device)) return 1;
+    st = GemmKernel::initialize_workspace(args, c.workspace, stream);
+    if (st != cutlass::Status::kSuccess) return set_error("CUTLASS workspace init failed: %s", cutlassGetStatusString(st));
+    auto params = GemmKernel::to_underlying_arguments(args, c.workspace);
+    // PDL: the kernel's prologue overlaps the previous kernel on the stream (built with
+    // CUTLASS_ENABLE_GDC_FOR_SM90, so it waits for that kernel's results before reading operands).
+    st = Gemm::run(params, stream, nullptr, c.pdl != 0);
     if (st != cutlass::Status::kSuccess) return set_error("CUTLASS run failed: %s", cutlassGetStatusString(st));
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return set_error("GEMM launch failed: %s", cudaGetErrorString(err));

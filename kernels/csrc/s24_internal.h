@@ -16,6 +16,7 @@ struct GemmCall {
   void* d;            // [M, N] ElementD
   int m, n, k;
   int mode, splits;
+  int pdl;  // launch with programmatic dependent launch
   int sm_count, device;
   void* workspace;
   int64_t workspace_bytes;

@@ -1,0 +1,110 @@
+"""Which kernel runs a sparse-FP8 linear of shape (M, N, K): the dispatcher's tuning table.
+
+The table (JSON, written on the device by `python -m sparse24.kernels.tuning.tune`) maps a weight shape
+"N,K" to a list of M buckets; each bucket names the fastest choice measured for M up to `m_max`:
+
+    {"device": "NVIDIA H100 80GB HBM3", "date": "...", "shapes": {
+        "28672,4096": [{"m_max": 16, "backend": "sparse", "config": "sk128x16x256", "mode": "stream_k",
+                        "splits": 1, "us": 31.2, "dense_us": 61.0}, ...]}}
+
+backend "sparse" runs our CUTLASS kernel with that config/decomposition; "dense" runs cuBLASLt fp8
+(`torch._scaled_mm`, row-wise scales) on a dense copy of the weight, for buckets where that was faster.
+Shapes or M beyond the table fall back to `default_choice`, a rule of thumb by M.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TABLE = Path(__file__).resolve().parent / "h100_sm90.json"
+MODES = {"heuristic": 0, "data_parallel": 1, "split_k": 2, "stream_k": 3}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One dispatch decision. `config` is a name from csrc/gemm_configs.def."""
+
+    backend: str = "sparse"  # "sparse" | "dense"
+    config: str = "sk128x64x256"
+    mode: str = "heuristic"  # key of MODES (stream-K configs only)
+    splits: int = 1
+
+    def __post_init__(self):
+        if self.backend not in ("sparse", "dense"):
+            raise ValueError(f"backend must be 'sparse' or 'dense', got {self.backend!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)}, got {self.mode!r}")
+        if self.splits < 1:
+            raise ValueError(f"splits must be >= 1, got {self.splits}")
+
+
+def default_choice(m: int) -> Choice:
+    """Untuned rule: smallest token tile that covers M, stream-K heuristic for load balance."""
+    if m <= 16:
+        return Choice(config="sk128x16x256")
+    if m <= 32:
+        return Choice(config="sk128x32x256")
+    if m <= 64:
+        return Choice(config="sk128x64x256")
+    if m <= 256:
+        return Choice(config="sk128x128x256")
+    return Choice(config="sk128x256x128")
+
+
+class TuningTable:
+    """Lookup of `Choice` by (M, N, K); buckets are sorted by m_max."""
+
+    def __init__(self, shapes: dict[str, list[dict]] | None = None, meta: dict | None = None):
+        self.meta = meta or {}
+        self._shapes: dict[tuple[int, int], tuple[list[int], list[Choice]]] = {}
+        for key, buckets in (shapes or {}).items():
+            n, k = (int(v) for v in key.split(","))
+            rows = sorted(buckets, key=lambda b: int(b["m_max"]))
+            self._shapes[(n, k)] = (
+                [int(b["m_max"]) for b in rows],
+                [Choice(b.get("backend", "sparse"), b.get("config", "sk128x64x256"), b.get("mode", "heuristic"),
+                        int(b.get("splits", 1))) for b in rows],
+            )
+
+    @classmethod
+    def load(cls, path: Path | str) -> "TuningTable":
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data.get("shapes"), dict):
+            raise ValueError(f"{path}: tuning table needs a 'shapes' object")
+        return cls(data["shapes"], {k: v for k, v in data.items() if k != "shapes"})
+
+    def lookup(self, m: int, n: int, k: int) -> Choice:
+        entry = self._shapes.get((n, k))
+        if entry is None:
+            return default_choice(m)
+        bounds, choices = entry
+        i = bisect.bisect_left(bounds, m)
+        return choices[min(i, len(choices) - 1)]
+
+    def needs_dense(self, n: int, k: int) -> bool:
+        """True if some M bucket of this weight shape dispatches to the dense cuBLASLt path."""
+        entry = self._shapes.get((n, k))
+        return bool(entry) and any(c.backend == "dense" for c in entry[1])
+
+    def shapes(self) -> list[tuple[int, int]]:
+        return sorted(self._shapes)
+
+
+@lru_cache(maxsize=4)
+def load_table(path: str | None = None) -> TuningTable:
+    """The table at `path` (default: kernels/tuning/h100_sm90.json); an empty table if it does not exist."""
+    p = Path(path) if path else DEFAULT_TABLE
+    if not p.exists():
+        logger.info("sparse24: no tuning table at %s; using the default M rule", p)
+        return TuningTable()
+    return TuningTable.load(p)
+
+
+def choice_dict(c: Choice) -> dict:
+    return asdict(c)
