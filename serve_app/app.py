@@ -30,7 +30,7 @@ def _model_deployment(m: ModelConfig, cfg: ServeAppConfig):
     d = m.deployment
     env = dict(d.env_vars)
     if d.num_gpus == 0:
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{m.engine.cpu_kv_cache_gib:g}")
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(m.engine.cpu_kv_cache_gib))
     options: dict[str, Any] = dict(
         name=model_deployment_name(m.name),
         max_ongoing_requests=d.max_ongoing_requests,
@@ -66,5 +66,5 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     ing = cfg.ingress
     return OpenAIIngress.options(
         name=INGRESS_NAME, num_replicas=ing.num_replicas, max_ongoing_requests=ing.max_ongoing_requests,
-        ray_actor_options={"num_cpus": ing.num_cpus},
+        graceful_shutdown_timeout_s=ing.graceful_shutdown_timeout_s, ray_actor_options={"num_cpus": ing.num_cpus},
     ).bind(handles, cards, ing.model_dump(), _api_key_sha256(ing.api_key_env))

@@ -32,8 +32,8 @@ class EngineConfig(BaseModel):
     max_num_seqs: int = Field(32, ge=1, le=4096, description="sequences decoded together per step")
     max_num_batched_tokens: int | None = Field(None, ge=16)
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=0.99)
-    cpu_kv_cache_gib: float = Field(
-        1.0, gt=0.0, le=512, description="VLLM_CPU_KVCACHE_SPACE on CPU (vLLM's default takes ~all RAM)"
+    cpu_kv_cache_gib: int = Field(
+        1, ge=1, le=4096, description="VLLM_CPU_KVCACHE_SPACE (whole GiB) on CPU; vLLM's default takes ~all RAM"
     )
     enforce_eager: bool = False
     enable_prefix_caching: bool | None = None
@@ -125,8 +125,8 @@ class IngressConfig(BaseModel):
         "SPARSE24_API_KEY", description="env var holding the API key; unset or empty variable: no auth"
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
-    # Serve's HTTP proxy keeps streaming after a replica dies only until this; then clients get an error event.
-    stream_idle_timeout_s: float = Field(120.0, gt=0.0, description="no chunk for this long: abort the stream")
+    # The ingress relays every stream, so it must drain at least as long as the model replicas do.
+    graceful_shutdown_timeout_s: float = Field(60.0, gt=0.0, description="drain limit for relayed streams")
 
 
 class ServeAppConfig(BaseModel):

@@ -74,7 +74,7 @@ class EngineHost:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         if os.environ.get("VLLM_TARGET_DEVICE", "") == "cpu" or self.cfg.deployment.num_gpus == 0:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self.cfg.engine.cpu_kv_cache_gib:g}")
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg.engine.cpu_kv_cache_gib))
         args = _engine_namespace(self.model_path, self.cfg)
         engine_args = AsyncEngineArgs.from_cli_args(args)
         loggers = [self._stat_logger_factory] if self._stat_logger_factory else None

@@ -11,16 +11,17 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import IngressConfig
 from .engine_host import REPLY_JSON, REPLY_STREAM
+from .prometheus_relay import scrape_ray_metrics
 from .errors import ApiError, error_body
 from .requests import parse_body, parse_request, resolve_model
 
@@ -32,6 +33,13 @@ _METRICS_SCRAPE_TIMEOUT_S = 5.0
 _METRIC_PREFIXES = ("ray_vllm_", "ray_sparse24_", "ray_serve_")
 
 app = FastAPI(title="sparse24 OpenAI-compatible server", docs_url=None, redoc_url=None)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Unknown paths (404) and wrong methods (405) answer in the OpenAI error shape too."""
+    return JSONResponse(error_body(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}"),
+                        status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 def _json_error(err: ApiError) -> JSONResponse:
@@ -103,12 +111,11 @@ class OpenAIIngress:
     def _backend_error(self, exc: Exception, model: str) -> ApiError:
         from ray.serve.exceptions import BackPressureError
 
-        retry = None
         if isinstance(exc, BackPressureError):
             return ApiError(503, f"model {model!r} is overloaded (Ray Serve queue full); retry later",
                             retry_after_s=1)
         logger.warning("model %s: request failed before the first chunk: %r", model, exc)
-        return ApiError(503, f"model {model!r} is unavailable: {type(exc).__name__}", retry_after_s=retry or 1)
+        return ApiError(503, f"model {model!r} is unavailable: {type(exc).__name__}", retry_after_s=1)
 
     async def _relay(self, gen, model: str) -> AsyncIterator[str]:
         done = False
@@ -163,34 +170,5 @@ class OpenAIIngress:
     @app.get("/metrics")
     async def metrics(self) -> Response:
         """Prometheus text: our and Ray Serve's series, scraped from every alive node's Ray metrics agent."""
-        return PlainTextResponse(await asyncio.to_thread(_scrape_ray_metrics), media_type="text/plain; version=0.0.4")
-
-
-def _scrape_ray_metrics() -> str:
-    import urllib.request
-
-    import ray
-
-    seen_meta: set[str] = set()
-    out: list[str] = []
-    for node in ray.nodes():
-        port = node.get("MetricsExportPort")
-        if not node.get("Alive") or not port:
-            continue
-        url = f"http://{node['NodeManagerAddress']}:{port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=_METRICS_SCRAPE_TIMEOUT_S) as resp:
-                text = resp.read().decode()
-        except OSError as exc:
-            out.append(f"# scrape of {url} failed: {exc}")
-            continue
-        for line in text.splitlines():
-            if line.startswith("# "):
-                parts = line.split(" ", 3)
-                if len(parts) >= 3 and parts[2].startswith(_METRIC_PREFIXES) and line not in seen_meta:
-                    seen_meta.add(line)
-                    out.append(line)
-            elif line.startswith(_METRIC_PREFIXES):
-                out.append(line)
-    out.append(f"# scraped at {time.time():.3f}")
-    return "\n".join(out) + "\n"
+        text = await asyncio.to_thread(scrape_ray_metrics, _METRIC_PREFIXES, _METRICS_SCRAPE_TIMEOUT_S)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
