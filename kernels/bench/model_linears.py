@@ -2,9 +2,11 @@
 
     bf16        Bf16Linear       y = x @ W^T                         (cuBLAS via F.linear)
     fp8         Fp8DenseLinear   per-token dynamic x per-channel static FP8, `torch._scaled_mm` row-wise
-                                 scales with use_fast_accum (cuBLASLt), activation quantization fused into
-                                 one Triton kernel (model_kernels.quantize_per_token_fp8) so the baseline
-                                 is not charged for eager quantization (FACTS.md: 70-230 us eager)
+                                 scales with use_fast_accum (cuBLASLt), activation quantization in one fused
+                                 kernel so the baseline is not charged for eager quantization (FACTS.md:
+                                 70-230 us eager): by default the very kernel our sparse op uses
+                                 (ops.quantize_per_token), so fp8 and sparse_fp8 differ only in the GEMM;
+                                 `set_fp8_quantizer("triton")` uses model_kernels' Triton one instead
     sparse_fp8  SparseFp8Linear  our op: `pack_sparse_fp8_weight` once, `sparse_fp8_linear` per forward
                                  (CUTLASS sm_90a backend when built, else the CPU reference math)
 
@@ -23,6 +25,39 @@ from ..linear import pack_sparse_fp8_weight, sparse_fp8_linear
 from . import model_kernels
 
 VARIANTS = ("bf16", "fp8", "sparse_fp8")
+FP8_QUANTIZERS = ("auto", "s24", "triton")
+_fp8_quantizer = "auto"
+
+
+def set_fp8_quantizer(name: str) -> None:
+    """Activation quantizer of the fp8 dense baseline on CUDA: 'auto' (s24 when built, else triton)."""
+    global _fp8_quantizer
+    if name not in FP8_QUANTIZERS:
+        raise ValueError(f"unknown fp8 quantizer {name!r}; expected one of {FP8_QUANTIZERS}")
+    _fp8_quantizer = name
+
+
+def fp8_quantizer_for(x: torch.Tensor) -> str:
+    """Which quantizer Fp8DenseLinear uses for x: 's24' (ops.quantize_per_token), 'triton' or 'reference'."""
+    if not x.is_cuda:
+        return "triton" if model_kernels._use_triton(x) else "reference"
+    if _fp8_quantizer in ("auto", "s24"):
+        from .. import ops
+
+        if ops.gpu_backend_available(x.device):
+            return "s24"
+        if _fp8_quantizer == "s24":
+            raise RuntimeError(f"fp8 quantizer 's24' unavailable: {ops.unavailable_reason(x.device)}")
+    return "triton"
+
+
+def quantize_activations_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token fp8 quantization of x [M, K] with the baseline's quantizer (see fp8_quantizer_for)."""
+    if fp8_quantizer_for(x) == "s24":
+        from .. import ops
+
+        return ops.quantize_per_token(x)
+    return model_kernels.quantize_per_token_fp8(x)
 
 
 def prune_2of4_magnitude(w: torch.Tensor) -> torch.Tensor:
@@ -60,7 +95,7 @@ class Fp8DenseLinear(nn.Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         with record_function("fp8.quant"):
-            xq, s_x = model_kernels.quantize_per_token_fp8(x2)
+            xq, s_x = quantize_activations_fp8(x2)
         with record_function("fp8.gemm"):
             if x2.is_cuda:
                 y = torch._scaled_mm(xq, self.w_fp8.t(), scale_a=s_x, scale_b=self.s_w,

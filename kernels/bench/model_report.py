@@ -103,7 +103,17 @@ def markdown(result: dict) -> str:
           f"Linear weights (GiB): {result.get('weight_gib')}; shared embedding + LM head (bf16): "
           f"{result.get('shared_weight_gib')} GiB. Random weights (2:4 magnitude-pruned for sparse_fp8); "
           "CUDA graphs for every timed step; fused Triton norm/RoPE/attention/SiLU/quant kernels shared by all "
-          "variants; fp8 = per-token x per-channel `torch._scaled_mm` (use_fast_accum) + fused quant.", ""]
+          "variants; fp8 = per-token x per-channel `torch._scaled_mm` (use_fast_accum) + fused quant.",
+          f"fp8 baseline's activation quantizer: {result.get('fp8_quantizer')}. "
+          f"Fused non-GEMM kernels: {result.get('fused_kernels', 'n/a')}. CUDA-graph capture failures: "
+          f"{result.get('graph_failures') or 'none'}.", ""]
+    if result.get("sparse_dispatch"):
+        md += [f"Sparse op's GEMM choice per M (tuning table {result['sparse_dispatch']['tuning_table']}): " +
+               "; ".join(f"{k}: " + ", ".join(f"{m} {c}" for m, c in v.items()) if isinstance(v, dict) else f"{k}: {v}"
+                         for k, v in result["sparse_dispatch"]["choices"].items()) + ".", ""]
+    if result.get("errors"):
+        md += ["## Errors in this run", ""] + [f"- {k}: `{str(v).strip().splitlines()[-1][:300]}`"
+                                                for k, v in result["errors"].items()] + [""]
     md += ["## Targets (sparse_fp8 speed-up, same run)", "", "| target | measured | goal | seed | met |",
            "|---|---|---|---|---|"]
     for key, (goal, what, seed) in TARGETS.items():
@@ -223,11 +233,21 @@ def plot(result: dict, path: Path) -> None:
 def write_report(json_path: str | Path) -> tuple[Path, Path]:
     json_path = Path(json_path)
     result = json.loads(json_path.read_text())
-    result["ratios"] = ratios(result)
+    try:
+        result["ratios"] = ratios(result)
+    except (KeyError, ZeroDivisionError) as e:
+        result["ratios"] = {"error": repr(e), "targets": {}, "single_stream": {}, "throughput": {}}
     json_path.write_text(json.dumps(result, indent=1))
     md, png = json_path.with_suffix(".md"), json_path.with_suffix(".png")
-    md.write_text(markdown(result))
-    plot(result, png)
+    try:
+        md.write_text(markdown(result))
+    except (KeyError, ValueError, TypeError, ZeroDivisionError) as e:  # partial results: say so, keep going
+        md.write_text(f"# Model-level benchmark (partial)\n\nReport failed: {e!r}\n\n```json\n"
+                      f"{json.dumps(result.get('ratios'), indent=1)}\n```\n")
+    try:
+        plot(result, png)
+    except (KeyError, ValueError, TypeError, ZeroDivisionError) as e:  # partial results: keep JSON and markdown
+        print(f"model_report: no PNG ({e!r})", file=sys.stderr)
     return md, png
 
 

@@ -18,6 +18,8 @@ from .model_llama import KVCache, Transformer
 class GraphFn:
     """`fn` captured into a CUDA graph (after two warm-up calls on a side stream), or run eagerly."""
 
+    failures: list[str] = []  # capture errors seen in this process (the step then runs eagerly)
+
     def __init__(self, fn: Callable[[], object], device, use_graph: bool = True):
         self.fn = fn
         self.graph = None
@@ -28,10 +30,15 @@ class GraphFn:
                 for _ in range(2):
                     fn()
             torch.cuda.current_stream().wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                fn()
-            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    fn()
+                torch.cuda.synchronize()
+                self.graph = graph
+            except RuntimeError as e:  # keep measuring, eagerly, and say so in the results
+                GraphFn.failures.append(f"{getattr(fn, '__qualname__', fn)}: {str(e)[:300]}")
+                torch.cuda.synchronize()
 
     def __call__(self) -> None:
         if self.graph is not None:
