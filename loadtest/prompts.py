@@ -20,7 +20,7 @@ def load_tokenizer(path: str | Path):
     """The HF tokenizer saved in a local model directory (no hub access)."""
     from transformers import AutoTokenizer
 
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_dir():
         raise FileNotFoundError(f"tokenizer directory not found: {p} (give the served model's local directory)")
     return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
