@@ -4,10 +4,11 @@
     python -m sparse24.kernels.bench.model_bench --config tiny --device cpu --out DIR   # smoke run
 
 Sections (all variants in the same process, sharing every tensor except the linears):
-  single_stream  per seed use case (loadtest/profiles.yaml): prefill ms (CUDA graph), decode ms/token
-                 measured over `--decode-chunk` greedy steps at the start and at the end of the output
-                 (the mean of the two is the mean over the output: step cost is linear in context),
-                 total = prefill + (output - 1) x decode  [the whole output is not generated: time]
+  single_stream  per seed use case (loadtest/profiles.yaml): prefill ms (CUDA graph), decode ms/token:
+                 outputs <= `--full-decode-max` tokens are generated in full (greedy, graph replays) and
+                 timed; longer ones (code completion 1024, RAG 1536) are timed over `--decode-chunk` steps
+                 at the start and at the end of the output, whose mean is the mean over the output (step
+                 cost is linear in context); total = prefill + (output - 1) x decode
   throughput     decode tokens/s at each batch size with every sequence at `--context` tokens
   breakdown      per decode step at batch 1 and 32: each linear kind over all layers, timed alone in a
                  CUDA graph (fp8: quant and GEMM apart), the rest (attention, norms, RoPE, LM head...) by
@@ -185,10 +186,12 @@ class Bench:
                 n = min(self.o.decode_chunk, max(o - 1, 1))
                 d_start = steps[v].ms_per_token(p, n)
                 d_end = steps[v].ms_per_token(p + o - n, n) if o - 1 > n else d_start
-                per_tok = (d_start + d_end) / 2
+                per_tok, method = (d_start + d_end) / 2, "ends"
+                if 1 < o - 1 <= self.o.full_decode_max:  # short outputs: time the whole generation once
+                    per_tok, method = steps[v].ms_per_token(p, o - 1, reps=1), "full"
                 res.setdefault(name, {})[v] = dict(
                     prompt_tokens=p, output_tokens=o, prefill_ms=prefill_ms, decode_ms_per_token=per_tok,
-                    decode_ms_first=d_start, decode_ms_last=d_end, decode_steps_timed=n,
+                    decode_method=method, decode_ms_first=d_start, decode_ms_last=d_end, decode_steps_timed=n,
                     total_ms=prefill_ms + (o - 1) * per_tok)
                 self._log(f"single {name:22s} {v:10s} prefill {prefill_ms:8.2f} ms  decode {per_tok:6.3f} ms/tok")
                 self._save()
@@ -265,12 +268,14 @@ class Bench:
                 torch.cuda.synchronize()
         rows = prof.key_averages()
 
-        def dev_us(r):
-            return getattr(r, "device_time_total", getattr(r, "cuda_time_total", 0.0)) / steps
+        def dev_us(r, self_only=False):
+            names = ("self_device_time_total", "self_cuda_time_total") if self_only else \
+                ("device_time_total", "cuda_time_total")
+            return next((getattr(r, n) for n in names if hasattr(r, n)), 0.0) / steps
 
         scopes = {r.key: dev_us(r) for r in rows if r.key in PROFILER_SCOPES}
         kernels = sorted(((r.key, dev_us(r), r.count / steps) for r in rows
-                          if getattr(r, "self_device_time_total", 0) > 0 and r.key not in PROFILER_SCOPES
+                          if dev_us(r, True) > 0 and r.key not in PROFILER_SCOPES
                           and not r.key.startswith("aten::")), key=lambda t: -t[1])
         return {"scope_device_us": scopes, "top_kernels": [dict(name=n[:120], device_us=u, calls=c)
                                                            for n, u, c in kernels[:20]],
@@ -313,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=1024, help="tokens per sequence for the throughput section")
     p.add_argument("--decode-chunk", dest="decode_chunk", type=int, default=32,
                    help="decode steps timed at each end of a profile's output")
+    p.add_argument("--full-decode-max", dest="full_decode_max", type=int, default=256,
+                   help="outputs up to this many tokens are generated and timed in full, longer ones by their ends")
     p.add_argument("--throughput-steps", dest="throughput_steps", type=int, default=16)
     p.add_argument("--prefill-reps", dest="prefill_reps", type=int, default=5)
     p.add_argument("--no-graphs", dest="no_graphs", action="store_true", help="eager (no CUDA graphs)")

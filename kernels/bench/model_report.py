@@ -129,17 +129,19 @@ def markdown(result: dict) -> str:
         md += ["", "### Where targets are missed", ""] + gaps
     if result.get("single_stream"):
         md += ["", "## (a) Single-stream latency per use case (batch 1)", "",
-               "Decode ms/token is the mean of greedy steps timed at the start and at the end of the output "
-               f"({result['settings']['decode_chunk']} steps each); total = prefill + (output-1) x decode.", "",
-               "| use case | prompt/output | variant | prefill ms | decode ms/tok | total ms | decode x | total x |",
-               "|---|---|---|---|---|---|---|---|"]
+               "Decode ms/token: method `full` = the whole output generated (greedy, CUDA-graph replays) and "
+               "timed; `ends` = mean of the steps timed at the start and at the end of the output "
+               f"({result['settings']['decode_chunk']} steps each; step cost is linear in context). "
+               "Total = prefill + (output-1) x decode.", "",
+               "| use case | prompt/output | variant | prefill ms | decode ms/tok | method | total ms | decode x | total x |",
+               "|---|---|---|---|---|---|---|---|---|"]
         for name, per in result["single_stream"].items():
             for v, d in per.items():
                 rr = r["single_stream"].get(name, {})
                 dx = f"{per['bf16']['decode_ms_per_token'] / d['decode_ms_per_token']:.2f}" if "bf16" in per else ""
                 tx = f"{per['bf16']['total_ms'] / d['total_ms']:.2f}" if "bf16" in per else ""
                 md.append(f"| {name} | {d['prompt_tokens']}/{d['output_tokens']} | {v} | {d['prefill_ms']:.2f} | "
-                          f"{d['decode_ms_per_token']:.3f} | {d['total_ms']:.0f} | {dx} | {tx} |")
+                          f"{d['decode_ms_per_token']:.3f} | {d.get('decode_method', '')} | {d['total_ms']:.0f} | {dx} | {tx} |")
                 del rr
         md.append("\n(x = speed-up vs bf16 of the same use case.) Sparse vs fp8 per use case: " + ", ".join(
             f"{n} decode {x.get('decode_vs_fp8', float('nan')):.2f}x / total {x.get('total_vs_fp8', float('nan')):.2f}x"

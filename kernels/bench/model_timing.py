@@ -105,7 +105,10 @@ class DecodeStep:
             self.tokens.copy_(logits.argmax(dim=-1))
             self.positions.add_(1)
 
+        first = self.tokens.clone()
         self.step = GraphFn(step, dev, use_graph)
+        self.tokens.copy_(first)  # undo the capture's warm-up steps
+        self.positions.zero_()
 
     def set_position(self, p: int) -> None:
         self.positions.fill_(p)
