@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -17,16 +19,26 @@ from sparse24.loadtest.server import describe_server
 from sparse24.loadtest.sweep import SweepConfig, api_key, auto_points, point_seed
 
 log = logging.getLogger("sparse24.loadtest")
-_WARMUP_REQUESTS = 2  # sequential requests per deployment and profile before its first point (compile, caches)
+_WARMUP_REQUESTS = 2  # requests per deployment and profile before its first point (compile, caches)
+_WARMUP_RETRY_S = 2.0
 
 
-def _warm_up(base: dict, synth: PromptSynthesizer, prompt_tokens: int, output_tokens: int) -> None:
-    plan = PointPlan(prompts=[synth.make(prompt_tokens) for _ in range(_WARMUP_REQUESTS)],
-                     output_tokens=output_tokens, schedule_s=[0.0] * _WARMUP_REQUESTS, **base)
-    samples, _ = run_point(plan)
-    bad = [s.error for s in samples if not s.success]
-    if bad:
-        raise RuntimeError(f"warm-up requests to {base['base_url']} failed: {bad[0][:300]}")
+def _warm_up(base: dict, synth: PromptSynthesizer, prompt_tokens: int, output_tokens: int,
+             ready_timeout_s: float) -> None:
+    """A few warm-up requests (sent together), retried until they succeed (engines may still be starting)."""
+    deadline = time.monotonic() + ready_timeout_s
+    while True:
+        plan = PointPlan(prompts=[synth.make(prompt_tokens) for _ in range(_WARMUP_REQUESTS)],
+                         output_tokens=output_tokens, schedule_s=[0.0] * _WARMUP_REQUESTS, **base)
+        samples, _ = run_point(plan)
+        bad = [s.error for s in samples if not s.success]
+        if not bad:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"warm-up requests to {base['base_url']} still failing after "
+                               f"{ready_timeout_s:.0f} s: {bad[0][:300]}")
+        log.info("%s not ready yet (%s); retrying", base["base_url"], bad[0][:120])
+        time.sleep(_WARMUP_RETRY_S)
 
 
 def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: bool = True) -> list[dict]:
@@ -56,7 +68,7 @@ def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: boo
         base = dict(base_url=dep.base_url, model=info.model, api=cfg.api, max_in_flight=cfg.max_in_flight,
                     drain_timeout_s=cfg.drain_timeout_s, read_timeout_s=cfg.read_timeout_s, api_key=api_key(dep))
         for prof in wanted:
-            _warm_up(base, synth, prof.prompt_tokens, prof.output_tokens)
+            _warm_up(base, synth, prof.prompt_tokens, prof.output_tokens, cfg.ready_timeout_s)
 
             def measure(qps: float, dep=dep, prof=prof, base=base, synth=synth) -> dict:
                 span = cfg.warmup_s + cfg.duration_s
@@ -88,5 +100,7 @@ def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: boo
             else:
                 auto_points(cfg.auto_qps, cfg.sla, measure)
     bar.close()
+    meta["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)  # other tenants of a shared box skew latency
+    write_points(out, points, meta)
     write_capacity(out, points, meta, cfg.sla.metric, cfg.sla.target_ms, cfg.baseline)
     return points

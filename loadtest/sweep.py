@@ -61,6 +61,7 @@ class SweepConfig(BaseModel):
     duration_s: float = Field(60.0, gt=0, description="measured seconds of arrivals per point")
     warmup_s: float = Field(10.0, ge=0, description="unmeasured seconds of arrivals before the window")
     drain_timeout_s: float = Field(60.0, ge=0)
+    ready_timeout_s: float = Field(300.0, ge=0, description="how long warm-up retries while engines start")
     burstiness: float = Field(1.0, gt=0, description="gamma shape of inter-arrival gaps; 1 = Poisson")
     api: Literal["completions", "chat"] = "completions"
     max_in_flight: int = Field(256, ge=1, le=10000)
