@@ -79,7 +79,6 @@ class Bench:
         self.variants = opts.variants.split(",")
         self.graphs = not opts.no_graphs
         max_seq = max([p + o for p, o in self.profiles.values()] + [opts.context]) + opts.decode_chunk + 8
-        self.single_seq = max(p + o for p, o in self.profiles.values()) + 8
         self.out = Path(opts.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.result = {"meta": _meta(opts, self.dev), "model": vars(self.args),
@@ -171,34 +170,34 @@ class Bench:
         self._save()
 
     def single_stream(self) -> None:
+        """Per use case: a batch-1 KV cache sized to prompt + output (attention reads only what it needs),
+        then per variant a prefill graph and a decode graph on that cache."""
         res = self.result.setdefault("single_stream", {})
-        cache = KVCache(self.args, 1, self.single_seq, self.dev)
-        steps = {}
-        for v in self.variants:
-            steps[v] = DecodeStep(self.models[v], cache, self.graphs)
         for name, (p, o) in self.profiles.items():
+            cache = KVCache(self.args, 1, p + o + self.o.decode_chunk + 8, self.dev)
             for v in self.variants:
                 pre = PrefillStep(self.models[v], cache, p, self.graphs)
                 prefill_ms = pre.ms(reps=self.o.prefill_reps)
                 pre.step.close()
                 del pre
                 self._free()
+                step = DecodeStep(self.models[v], cache, self.graphs)
                 n = min(self.o.decode_chunk, max(o - 1, 1))
-                d_start = steps[v].ms_per_token(p, n)
-                d_end = steps[v].ms_per_token(p + o - n, n) if o - 1 > n else d_start
+                d_start = step.ms_per_token(p, n)
+                d_end = step.ms_per_token(p + o - n, n) if o - 1 > n else d_start
                 per_tok, method = (d_start + d_end) / 2, "ends"
                 if 1 < o - 1 <= self.o.full_decode_max:  # short outputs: time the whole generation once
-                    per_tok, method = steps[v].ms_per_token(p, o - 1, reps=1), "full"
+                    per_tok, method = step.ms_per_token(p, o - 1, reps=1), "full"
+                step.step.close()
+                del step
                 res.setdefault(name, {})[v] = dict(
                     prompt_tokens=p, output_tokens=o, prefill_ms=prefill_ms, decode_ms_per_token=per_tok,
                     decode_method=method, decode_ms_first=d_start, decode_ms_last=d_end, decode_steps_timed=n,
                     total_ms=prefill_ms + (o - 1) * per_tok)
                 self._log(f"single {name:22s} {v:10s} prefill {prefill_ms:8.2f} ms  decode {per_tok:6.3f} ms/tok")
                 self._save()
-        for s in steps.values():
-            s.step.close()
-        del steps, cache
-        self._free()
+            del cache
+            self._free()
 
     def throughput(self) -> None:
         res = self.result.setdefault("throughput", {})
