@@ -3,6 +3,13 @@
     python -m sparse24.kernels.bench.model_bench --out DIR            # on the GPU (all sections)
     python -m sparse24.kernels.bench.model_bench --config tiny --device cpu --out DIR   # smoke run
 
+On the device machine (no install there): carry kernels/_build/libsparse24_fp8.so and the pydantic wheels
+(.cache/model_whl: pydantic, pydantic_core, annotated_types, typing_inspection, typing_extensions), then
+    mkdir -p /tmp/shim/sparse24 && touch /tmp/shim/sparse24/__init__.py &&
+    ln -sfn $PWD/kernels /tmp/shim/sparse24/kernels && ln -sfn $PWD/loadtest /tmp/shim/sparse24/loadtest &&
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .cache/model_whl/*.whl &&
+    PYTHONPATH=/tmp/shim:/tmp/site python3 -m sparse24.kernels.bench.model_bench --out $OUT
+
 Sections (all variants in the same process, sharing every tensor except the linears):
   single_stream  per seed use case (loadtest/profiles.yaml): prefill ms (CUDA graph), decode ms/token:
                  outputs <= `--full-decode-max` tokens are generated in full (greedy, graph replays) and
