@@ -38,7 +38,9 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], int]] = [
     ("Requests/s (QPS)", "reqps", [
         (f"sum by (model_name) (rate(ray_vllm_request_success_total{M}{R}))", "finished {{model_name}}"),
         (f"sum by (status_code) (rate(ray_serve_num_http_requests_total{R}))", "HTTP {{status_code}}"),
-        (f"sum by (error_type) (rate(ray_sparse24_request_errors_total{M}{R}))", "error {{error_type}}")], 8),
+        (f"sum by (error_type, status_code) (rate(ray_sparse24_ingress_errors_total{R}))",
+         "ingress {{status_code}} {{error_type}}"),
+        (f"sum by (error_type) (rate(ray_sparse24_request_errors_total{M}{R}))", "replica {{error_type}}")], 8),
     ("Tokens/s", "short", [
         (f"sum by (model_name) (rate(ray_vllm_generation_tokens_total{M}{R}))", "output {{model_name}}"),
         (f"sum by (model_name) (rate(ray_vllm_prompt_tokens_total{M}{R}))", "prompt {{model_name}}")], 8),
