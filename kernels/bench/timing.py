@@ -22,7 +22,7 @@ def _flush_buf(device: torch.device) -> torch.Tensor:
 
 
 def bench_us(fn: Callable[[], object], device: torch.device | str = "cuda", warmup: int = 3, reps: int | None = None,
-             budget_ms: float = 60.0, max_reps: int = 100, min_reps: int = 5, graph: bool = True) -> float:
+             budget_ms: float = 30.0, max_reps: int = 60, min_reps: int = 5, graph: bool = True) -> float:
     """Median time of fn() in microseconds (L2 flushed before each repetition).
 
     graph=True (default) captures fn in a CUDA graph and times its replays: GPU time without the host's

@@ -11,12 +11,12 @@ namespace {
 
 template <int Id>
 struct Cfg;
-#define S24_CFG(ID, NAME, TM, TN, TK, CM, SCHED, ST)                                                          \
+#define S24_CFG(ID, NAME, TM, TN, TK, CM, CN, SCHED, ST)                                                          \
   template <>                                                                                              \
   struct Cfg<ID> {                                                                                         \
     static constexpr const char* name = #NAME;                                                             \
     template <class D>                                                                                     \
-    using G = SparseFp8Gemm<D, TM, TN, TK, CM, Sched::SCHED, ST>;                                          \
+    using G = SparseFp8Gemm<D, TM, TN, TK, CM, CN, Sched::SCHED, ST>;                                          \
     static constexpr int tm = TM, tn = TN, tk = TK, cm = CM, sk = (Sched::SCHED == Sched::COOP_SK);        \
   };
 #include "gemm_configs.def"

@@ -21,13 +21,19 @@ using namespace cute;
 
 enum class Sched { COOP_SK, COOP, PINGPONG };
 
-template <class ElementD_, int TM, int TN, int TK, int CM, Sched S, int STAGES = 0>
+#if defined(CUTLASS_ENABLE_GDC_FOR_SM90)
+constexpr bool kGdcCompiled = true;  // producer warps wait on the previous grid: PDL launch is safe
+#else
+constexpr bool kGdcCompiled = false;
+#endif
+
+template <class ElementD_, int TM, int TN, int TK, int CM, int CN, Sched S, int STAGES = 0>
 struct SparseFp8Gemm {
   using ElementAB = cutlass::float_e4m3_t;
   using ElementD = ElementD_;
   using ElementAcc = float;
   using TileShape = Shape<Int<TM>, Int<TN>, Int<TK>>;
-  using ClusterShape = Shape<Int<CM>, _1, _1>;
+  using ClusterShape = Shape<Int<CM>, Int<CN>, _1>;
   static constexpr bool kCoop = S != Sched::PINGPONG;
   using KernelSchedule = cute::conditional_t<kCoop,
       cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum,
@@ -155,9 +161,10 @@ struct SparseFp8Gemm {
     st = GemmKernel::initialize_workspace(args, c.workspace, stream);
     if (st != cutlass::Status::kSuccess) return set_error("CUTLASS workspace init failed: %s", cutlassGetStatusString(st));
     auto params = GemmKernel::to_underlying_arguments(args, c.workspace);
-    // PDL: the kernel's prologue overlaps the previous kernel on the stream (built with
-    // CUTLASS_ENABLE_GDC_FOR_SM90, so it waits for that kernel's results before reading operands).
-    st = Gemm::run(params, stream, nullptr, c.pdl != 0);
+    // PDL: the kernel's prologue overlaps the previous kernel on the stream. Only for configs built with
+    // CUTLASS_ENABLE_GDC_FOR_SM90 (their producers wait for that kernel's results before reading operands);
+    // CUTLASS 4.2's stream-K scheduler does not compile with it, so stream-K configs launch without PDL.
+    st = Gemm::run(params, stream, nullptr, kGdcCompiled && c.pdl != 0);
     if (st != cutlass::Status::kSuccess) return set_error("CUTLASS run failed: %s", cutlassGetStatusString(st));
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return set_error("GEMM launch failed: %s", cudaGetErrorString(err));

@@ -31,7 +31,7 @@ class Choice:
     """One dispatch decision. `config` is a name from csrc/gemm_configs.def."""
 
     backend: str = "sparse"  # "sparse" | "dense"
-    config: str = "sk128x64x256"
+    config: str = "pp64x128x256"
     mode: str = "heuristic"  # key of MODES (stream-K configs only)
     splits: int = 1
 
@@ -45,16 +45,13 @@ class Choice:
 
 
 def default_choice(m: int) -> Choice:
-    """Untuned rule: smallest token tile that covers M, stream-K heuristic for load balance."""
-    if m <= 16:
-        return Choice(config="sk128x16x256")
-    if m <= 32:
-        return Choice(config="sk128x32x256")
+    """Untuned rule (from the first H100 tuning run): ping-pong with a token tile near M for small and mid
+    M, a 2-CTA-cluster cooperative 128x256 tile for large M."""
     if m <= 64:
-        return Choice(config="sk128x64x256")
-    if m <= 256:
-        return Choice(config="sk128x128x256")
-    return Choice(config="sk128x256x128")
+        return Choice(config="pp64x16x256")
+    if m <= 384:
+        return Choice(config="pp64x128x256")
+    return Choice(config="co128x256x128c2")
 
 
 class TuningTable:
@@ -68,7 +65,7 @@ class TuningTable:
             rows = sorted(buckets, key=lambda b: int(b["m_max"]))
             self._shapes[(n, k)] = (
                 [int(b["m_max"]) for b in rows],
-                [Choice(b.get("backend", "sparse"), b.get("config", "sk128x64x256"), b.get("mode", "heuristic"),
+                [Choice(b.get("backend", "sparse"), b.get("config", "pp64x128x256"), b.get("mode", "heuristic"),
                         int(b.get("splits", 1))) for b in rows],
             )
 

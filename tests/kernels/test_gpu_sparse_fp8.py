@@ -170,6 +170,19 @@ def test_linear_llama8b_shapes(shape, m, llama_weights, gen):
             assert_close_out(y, ref, f"{shape} M={m} bias={b is not None} {out_dtype}")
 
 
+@pytest.mark.parametrize("n,k", [(200, 192), (72, 320), (1032, 4160)])
+def test_linear_odd_shapes(n, k, gen):
+    """N not a multiple of 64 (padded metadata rows), K not a multiple of 128 (padded metadata K block)."""
+    w = random_24_weight(n, k, gen)
+    s_w = torch.rand(n, 1, generator=gen, device=DEV) * 0.01 + 1e-3
+    packed = pack_sparse_fp8_weight(w, s_w)
+    for m in (1, 5, 300):
+        x = torch.randn(m, k, generator=gen, device=DEV, dtype=torch.bfloat16)
+        bias = torch.randn(n, generator=gen, device=DEV, dtype=torch.bfloat16)
+        y = sparse_fp8_linear(x, packed, bias)
+        assert_close_out(y, reference.sparse_fp8_linear_reference(x, w, s_w, bias), f"N={n} K={k} M={m}")
+
+
 def test_linear_nan_row_and_leading_dims(llama_weights, gen):
     w, s_w, packed = llama_weights["o"]
     x = torch.randn(2, 3, 4096, generator=gen, device=DEV, dtype=torch.float16)

