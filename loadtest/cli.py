@@ -27,9 +27,8 @@ def _sweep(args) -> int:
     if args.profiles:
         raw["profiles"] = args.profiles.split(",")
     if args.base_url:
-        if len(raw["deployments"]) != 1:
-            raise SystemExit("--base-url needs a config with exactly one deployment")
-        raw["deployments"][0]["base_url"] = args.base_url
+        for dep in raw["deployments"]:
+            dep["base_url"] = args.base_url
     cfg = SweepConfig.model_validate(raw)
 
     import locust  # noqa: F401 - gevent monkey-patching must happen before the HTTP stack is imported
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--warmup-s", type=float, dest="warmup_s")
     s.add_argument("--profile-scale", dest="profile_scale")
     s.add_argument("--profiles", help="comma-separated profile names (overrides the config)")
-    s.add_argument("--base-url", help="override the single deployment's base_url")
+    s.add_argument("--base-url", help="override every deployment's base_url (models served side by side)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=_sweep)
     c = sub.add_parser("curves", help="re-draw tables/plots/capacity profiles from a sweep directory")
@@ -105,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("locustfile", help="print the locustfile path").set_defaults(fn=_locustfile)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("locust").setLevel(logging.WARNING)  # one runner per point: its ramp-up lines are noise
     try:
         return args.fn(args)
     except (FileNotFoundError, ValueError, ConnectionError, TimeoutError, KeyError) as e:
