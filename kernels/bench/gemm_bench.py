@@ -225,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     if not ops.gpu_backend_available():
         print(f"bench: backend unavailable: {ops.unavailable_reason()}", file=sys.stderr)
         return 1
+    env = environment()
     rows = measure_shape("fig3", *FIG3, FIG3_MS, CSLT_MS)
+    stem = write_outputs({"environment": env, "rows": rows}, args.out)  # partial results survive a timeout
     if not args.quick:
         for pre, shapes in (("llama8b", LLAMA_3_1_8B), ("llama70b", LLAMA_3_1_70B)):
             for name, (n, k) in shapes.items():
@@ -233,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows += [dict(r, shape=f"{pre}.{name}") for r in rows if r["shape"] == "fig3" and r["m"] in MODEL_MS]
                     continue
                 rows += measure_shape(f"{pre}.{name}", n, k, MODEL_MS, [])
-    result = {"environment": environment(), "rows": rows}
-    stem = write_outputs(result, args.out)
+                stem = write_outputs({"environment": env, "rows": rows}, args.out)
+    result = {"environment": env, "rows": rows}
     print(markdown(result))
     print(f"wrote {stem}.json/.md")
     return 0
