@@ -65,7 +65,8 @@ def rayservice_errors(rs: dict, ray_version: str, configmaps: dict[str, dict] | 
         errors.append(f"{name}: enableInTreeAutoscaling must be true (Ray's node autoscaler adds worker pods)")
     if not rc.get("workerGroupSpecs"):
         errors.append(f"{name}: no workerGroupSpecs: replicas have nowhere to run")
-    gpu_capacity, worker_envs = 0.0, []
+    capacity = {"CPU": 0.0, "GPU": 0.0, "CPU_per_pod": 0.0, "GPU_per_pod": 0.0}
+    worker_envs = []
     for where, group, worker in _pod_specs(rs):
         pod = group["template"]["spec"]
         for c in pod["containers"]:
@@ -80,19 +81,31 @@ def rayservice_errors(rs: dict, ray_version: str, configmaps: dict[str, dict] | 
                     errors.append(f"{at}: {probe} missing")
             if worker is not None:
                 worker_envs.append((f"{where}.containers[{c['name']}]", container_env(c, configmaps or {})))
-                gpus = float((res.get("limits") or {}).get(GPU_RESOURCE, 0))
-                gpu_capacity += gpus * int(worker.get("maxReplicas", 0))
+            offers = {"CPU": _ray_cpus(group, c), "GPU": float((res.get("limits") or {}).get(GPU_RESOURCE, 0))}
+            count = int(worker.get("maxReplicas", 0)) if worker is not None else 1
+            for r in ("CPU", "GPU"):
+                capacity[r] += offers[r] * count
+                capacity[f"{r}_per_pod"] = max(capacity[f"{r}_per_pod"], offers[r])
         if "metrics" not in {p.get("name") for c in pod["containers"] for p in c.get("ports") or []}:
             errors.append(f"{name}: {where}: no container port named 'metrics' (the PodMonitor scrapes it)")
     for g in rc.get("workerGroupSpecs") or []:
         if g.get("minReplicas", 0) > g.get("maxReplicas", 0):
             errors.append(f"{name}: workerGroupSpecs[{g.get('groupName')}] minReplicas={g.get('minReplicas')} "
                           f"> maxReplicas={g.get('maxReplicas')}")
-    errors += serve_config_v2_errors(name, spec.get("serveConfigV2"), gpu_capacity, worker_envs)
+    errors += serve_config_v2_errors(name, spec.get("serveConfigV2"), capacity, worker_envs)
     return errors
 
 
-def serve_config_v2_errors(name: str, text, gpu_capacity: float,
+def _ray_cpus(group: dict, container: dict) -> float:
+    """Logical CPUs Ray advertises for a pod: rayStartParams num-cpus, else the container's CPU limit."""
+    explicit = (group.get("rayStartParams") or {}).get("num-cpus")
+    if explicit is not None:
+        return float(explicit)
+    q = str(((container.get("resources") or {}).get("limits") or {}).get("cpu", "0"))
+    return float(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
+def serve_config_v2_errors(name: str, text, capacity: dict[str, float],
                            worker_envs: list[tuple[str, dict[str, str]]] = ()) -> list[str]:
     """serveConfigV2: Ray's ServeDeploySchema, our autoscaling bounds, the app's own args model with
     the workers' environment, and GPU fit."""
@@ -119,10 +132,14 @@ def serve_config_v2_errors(name: str, text, gpu_capacity: float,
             errors.append(f"{name}: serveConfigV2 uses ${{{var}}} but {', '.join(missing)} does not set it")
         env[var] = next((e[var] for _, e in worker_envs if var in e), "/nonexistent")
     errors += [f"{name}: serveConfigV2: {e}" for e in scc.app_args_errors(cfg, env)]
-    need = scc.replica_demand(cfg)["GPU"]
-    if need > gpu_capacity:
-        errors.append(f"{name}: serveConfigV2 asks for up to {need:g} GPUs at max replicas but the worker "
-                      f"groups offer at most {gpu_capacity:g} ({GPU_RESOURCE} limits x maxReplicas)")
+    need = scc.replica_demand(cfg)
+    for r, unit in (("CPU", "CPUs"), ("GPU", "GPUs")):
+        if need[f"{r}_per_replica"] > capacity[f"{r}_per_pod"]:
+            errors.append(f"{name}: a replica asks for {need[f'{r}_per_replica']:g} {unit} but the largest pod offers "
+                          f"{capacity[f'{r}_per_pod']:g}: it can never be scheduled")
+        if need[r] > capacity[r]:
+            errors.append(f"{name}: serveConfigV2 asks for up to {need[r]:g} {unit} at max replicas but the pods "
+                          f"offer at most {capacity[r]:g} (per-pod {unit} x worker maxReplicas, plus the head)")
     return errors
 
 

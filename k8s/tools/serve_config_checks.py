@@ -145,18 +145,22 @@ def _autoscaler_config_model(module: str):
 
 
 def replica_demand(cfg: dict) -> dict[str, float]:
-    """Most GPUs the config's deployments can ask for at max replicas, by resource: {'GPU': n}.
-    Reads Ray's `deployments[]` (ray_actor_options.num_gpus, placement_group_bundles) and our app's
-    `args.models[].deployment` (num_gpus)."""
-    total = 0.0
+    """What the config's deployments ask Ray for at max replicas, from explicit settings only:
+    {'CPU': total, 'GPU': total, 'CPU_per_replica': largest, 'GPU_per_replica': largest}.
+    Reads Ray's `deployments[]` (ray_actor_options, placement_group_bundles) and our app's
+    `args.models[].deployment` / `args.ingress` (num_cpus, num_gpus)."""
+    out = {"CPU": 0.0, "GPU": 0.0, "CPU_per_replica": 0.0, "GPU_per_replica": 0.0}
     for app in cfg.get("applications") or []:
         for dep in _deployment_like(app):
-            gpus = float(((dep.get("ray_actor_options") or {}).get("num_gpus")) or dep.get("num_gpus") or 0)
-            gpus = max(gpus, sum(float(b.get("GPU", 0)) for b in dep.get("placement_group_bundles") or []))
             ac = dep.get("autoscaling_config") or {}
             n = ac.get("max_replicas") or dep.get("num_replicas") or 1
-            total += gpus * (float(n) if not isinstance(n, str) else 1.0)
-    return {"GPU": total}
+            n = float(n) if not isinstance(n, str) else 1.0
+            for res, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+                per = float(((dep.get("ray_actor_options") or {}).get(key)) or dep.get(key) or 0)
+                per = max(per, sum(float(b.get(res, 0)) for b in dep.get("placement_group_bundles") or []))
+                out[res] += per * n
+                out[f"{res}_per_replica"] = max(out[f"{res}_per_replica"], per)
+    return out
 
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")

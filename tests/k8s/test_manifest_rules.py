@@ -130,8 +130,17 @@ def test_gpu_demand_must_fit_the_worker_groups(vm, objs):
     dep = _model_deployment(cfg)
     dep["num_gpus"] = 1
     _set_serve(objs, cfg)   # cpu-demo workers have no nvidia.com/gpu
-    (err,) = _rule_errors(vm, objs)
-    assert "GPUs" in err and "offer at most 0" in err
+    per_replica, total = _rule_errors(vm, objs)
+    assert "asks for 1 GPUs but the largest pod offers 0" in per_replica
+    assert "up to 3 GPUs at max replicas" in total and "at most 0" in total
+
+
+def test_replica_larger_than_any_pod_is_rejected(vm, objs):
+    cfg = _serve(objs)
+    _model_deployment(cfg)["num_cpus"] = 6   # worker pods have 4 CPUs
+    _set_serve(objs, cfg)
+    errs = _rule_errors(vm, objs)
+    assert any("asks for 6 CPUs but the largest pod offers 4: it can never be scheduled" in e for e in errs), errs
 
 
 def test_env_var_used_by_serve_config_must_be_set_on_workers(vm, objs):
@@ -182,7 +191,7 @@ def _gpu_serve_config(max_replicas: int) -> dict:
     cfg = yaml.safe_load((pathlib.Path(__file__).resolve().parents[2] / "deploy" / "config.yaml").read_text())
     cfg["proxy_location"], cfg["http_options"]["host"] = "EveryNode", "0.0.0.0"
     model = cfg["applications"][0]["args"]["models"][0]
-    model["source"] = "${SPARSE24_MODEL_PATH}"
+    model["source"] = "${SPARSE24_MODEL}"
     model["engine"] = {"dtype": "bfloat16", "max_model_len": 8192, "max_num_seqs": 128, "gpu_memory_utilization": 0.9}
     dep = model["deployment"]
     dep.pop("num_replicas", None)
@@ -200,4 +209,4 @@ def test_h100_overlay_fits_gpu_replicas_into_its_worker_group(vm, rendered, max_
         assert errs == []
     else:
         (err,) = errs
-        assert "up to 9 GPUs" in err and "at most 8" in err
+        assert "up to 9 GPUs" in err and "at most 8" in err, errs

@@ -47,9 +47,21 @@ def test_rendered_serve_config_keeps_the_deploy_file_content(tool):
     overlay = OVERLAYS / "cpu-demo"
     cfg, source = rsc.build_serve_config(overlay)
     original = yaml.safe_load(source.read_text())
+    model, orig_model = cfg["applications"][0]["args"]["models"][0], original["applications"][0]["args"]["models"][0]
+    assert model["deployment"]["num_cpus"] == 3 != orig_model["deployment"]["num_cpus"]   # the one override
+    model["deployment"]["num_cpus"] = orig_model["deployment"]["num_cpus"]
     assert cfg["applications"][0]["args"] == original["applications"][0]["args"]
     assert cfg["http_options"]["host"] == "0.0.0.0"
     assert cfg["http_options"].get("request_timeout_s") == original["http_options"].get("request_timeout_s")
+
+
+def test_deep_merge_merges_named_lists_by_name(tool):
+    rsc = tool("render_serve_config")
+    base = {"a": [{"name": "x", "v": 1, "keep": True}, {"name": "y", "v": 2}], "b": {"c": 1, "d": 2}}
+    out = rsc.deep_merge(base, {"a": [{"name": "x", "v": 9}, {"name": "z"}], "b": {"c": 5}})
+    assert out == {"a": [{"name": "x", "v": 9, "keep": True}, {"name": "y", "v": 2}, {"name": "z"}],
+                   "b": {"c": 5, "d": 2}}
+    assert base["a"][0]["v"] == 1   # inputs untouched
 
 
 def test_h100_workers_request_one_gpu_each_on_h100_nodes(rendered):
