@@ -82,11 +82,12 @@ def fixed_sla_table(points: list[dict], metric: str, sla_ms: float) -> list[dict
 
 def fixed_qps_table(points: list[dict], metric: str, baseline: str | None = None) -> list[dict]:
     """Rows per profile and measured QPS: each deployment's metric and its ratio baseline/deployment
-    (> 1 means the deployment's tokens come that many times faster than the baseline's)."""
+    (> 1 means the deployment's tokens come that many times faster than the baseline's).
+    Values are interpolated over *steady* points only (None where a deployment has none around that QPS)."""
     rows = []
     by_profile: dict[str, dict[str, list[dict]]] = {}
     for (dep, prof), pts in group(points).items():
-        by_profile.setdefault(prof, {})[dep] = pts
+        by_profile.setdefault(prof, {})[dep] = [p for p in pts if p.get("steady", True)]
     for prof, deps in sorted(by_profile.items()):
         base = baseline if baseline in deps else sorted(deps)[0]
         qps_values = sorted({p["target_qps"] for pts in deps.values() for p in pts})

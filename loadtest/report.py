@@ -116,7 +116,8 @@ def write_capacity(out_dir: Path, points: list[dict], meta: dict, sla_metric: st
         flag = r["status"] + (", too few points" if r["too_few_points"] else "")
         lines.append(f"| {r['profile']} | {r['deployment']} | {mark}{_fmt(r['max_qps'])} | "
                      f"{mark}{_fmt(r['per_replica_qps'])} | {flag} | {r['passing_points']} |")
-    lines += ["", f"## Fixed QPS: {sla_metric} per deployment (speedup = baseline / deployment)", "",
+    lines += ["", f"## Fixed QPS: {sla_metric} per deployment, steady points only "
+              "(speedup = baseline / deployment)", "",
               "| profile | QPS | deployment | value (ms) | speedup vs baseline |", "|---|---|---|---|---|"]
     for r in qps_rows:
         lines.append(f"| {r['profile']} | {r['qps']:g} | {r['deployment']} | {_fmt(r['value_ms'])} | "
