@@ -79,8 +79,8 @@ def rayservice_errors(rs: dict, ray_version: str, configmaps: dict[str, dict] | 
             for probe in ("readinessProbe", "livenessProbe"):
                 if probe not in c:
                     errors.append(f"{at}: {probe} missing")
-            if worker is not None:
-                worker_envs.append((f"{where}.containers[{c['name']}]", container_env(c, configmaps or {})))
+            # the head too: Serve builds the app (args, ${VAR} expansion) in a 0-CPU task, usually there
+            worker_envs.append((f"{where}.containers[{c['name']}]", container_env(c, configmaps or {})))
             offers = {"CPU": _ray_cpus(group, c), "GPU": float((res.get("limits") or {}).get(GPU_RESOURCE, 0))}
             count = int(worker.get("maxReplicas", 0)) if worker is not None else 1
             for r in ("CPU", "GPU"):

@@ -210,3 +210,13 @@ def test_h100_overlay_fits_gpu_replicas_into_its_worker_group(vm, rendered, max_
     else:
         (err,) = errs
         assert "up to 9 GPUs" in err and "at most 8" in err, errs
+
+
+def test_env_var_used_by_serve_config_must_be_set_on_the_head_too(vm, rendered):
+    # Serve expands ${VAR} while building the app in a 0-CPU task that usually lands on the head
+    objs = copy.deepcopy(rendered["h100"])
+    _set_serve(objs, _gpu_serve_config(8))
+    head = _rs(objs)["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head["env"] = [e for e in head["env"] if e["name"] != "SPARSE24_MODEL"]
+    (err,) = _rule_errors(vm, objs)
+    assert "${SPARSE24_MODEL}" in err and "headGroupSpec" in err
