@@ -56,3 +56,17 @@ def test_capacity_profile_validates_against_the_autoscaler_model():
     prof = profile_mod.CapacityProfile.model_validate(doc)
     curve = prof.workload("chat").curve()
     assert curve.itl_ms_at_qps(1.0, 90) == pytest.approx(10.0)
+
+
+def test_auto_qps_ramps_until_saturation_then_fills_the_brackets():
+    from sparse24.loadtest.sweep import AutoQps, SlaSpec, auto_points
+
+    def measure(q):  # a server whose p90 ITL is 10 ms * qps and that saturates above 10 req/s
+        return dict(target_qps=q, itl_p90_ms=10.0 * q, steady=q <= 10.0)
+
+    pts = auto_points(AutoQps(start_qps=1, factor=2, max_qps=64, fill_points=1, max_points=8),
+                      SlaSpec(metric="itl_p90_ms", target_ms=50), measure)
+    qps = [p["target_qps"] for p in pts]
+    # ramp 1..16 stops at the first unsteady point (16); then sqrt(4*8) fills the SLA bracket and
+    # sqrt(8*16) the saturation bracket
+    assert qps == pytest.approx([1, 2, 4, 5.6569, 8, 11.3137, 16])
