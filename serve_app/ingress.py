@@ -100,6 +100,10 @@ class OpenAIIngress:
         except ApiError as err:
             self._count_error(model, err.status, err.type)
             return _json_error(err)
+        except Exception as exc:  # a bug of ours: still answer in the OpenAI shape, and say so in the log
+            logger.exception("model %s: unexpected error", model)
+            self._count_error(model, 500, "InternalServerError")
+            return JSONResponse(error_body(500, f"internal error: {type(exc).__name__}"), status_code=500)
         if head == REPLY_STREAM:
             return StreamingResponse(self._relay(gen, model), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

