@@ -112,3 +112,22 @@ def test_live_check_lets_only_scrape_optional_families_be_absent(cdm, dashboard)
     assert "ray_vllm_inter_token_latency_seconds_bucket" in missing
     assert not any(m.startswith(("ray_sparse24_autoscaler_", "ray_node_gpus_", "ray_sparse24_ingress_errors"))
                    for m in missing)
+
+
+def test_dashboard_passes_against_a_recorded_live_scrape_of_the_app(cdm, dashboard):
+    lines = (REPO / "tests" / "k8s" / "data" / "recorded_scrape_names.txt").read_text().splitlines()
+    scraped = {ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")}
+    assert len(scraped) > 50
+    # what the recording lacks must be exactly the families that need an event or a GPU
+    errs = cdm.problems(dashboard, scraped)
+    missing = {re.search(r"metric '([^']+)'", e).group(1) for e in errs}
+    assert missing == {"ray_sparse24_request_errors_total", "ray_sparse24_autoscaler_scale_events_total",
+                       "ray_node_gpus_utilization"}
+    assert cdm.problems(dashboard, scraped | cdm.exported_from_list(only_scrape_optional=True)) == []
+
+
+def test_exported_list_agrees_with_the_recorded_scrape(cdm):
+    lines = (REPO / "tests" / "k8s" / "data" / "recorded_scrape_names.txt").read_text().splitlines()
+    scraped = {ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")}
+    not_scraped = cdm.exported_from_list() - scraped
+    assert not_scraped <= cdm.exported_from_list(only_scrape_optional=True), sorted(not_scraped)
