@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def measure_shape(label: str, n: int, k: int, ms: list[int], cslt_ms: list[int])
     st = packed.gpu_state
     w_bf16 = (w.float() * s_w).to(torch.bfloat16)
     w_t = w.t()
-    table = load_table()
+    table = load_table(os.environ.get("SPARSE24_TUNING_TABLE"))  # the table ops' dispatcher uses
     cslt = cslt_setup(w) if cslt_ms else None
     rows = []
     for m in ms:

@@ -6,7 +6,7 @@
 
 namespace s24 {
 namespace {
-using G = SparseFp8Gemm<cutlass::bfloat16_t, 128, 16, 256, 1, Sched::COOP_SK>;
+using G = SparseFp8Gemm<cutlass::bfloat16_t, 128, 16, 256, 1, 1, Sched::COOP_SK>;
 using ProblemShape = Shape<int, int, int, int>;
 using ElementA = cutlass::float_e4m3_t;
 using Utility = cutlass::transform::kernel::StructuredSparseCompressorUtility<ProblemShape, ElementA,
