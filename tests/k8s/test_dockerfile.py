@@ -1,87 +1,52 @@
-"""Static checks of k8s/Dockerfile (no Docker daemon in CI): pinned bases, non-root, kernels compiled
-for sm_90a at build time, the GPU extra installed, Ray pinned like pyproject, no weights baked in."""
+"""k8s/Dockerfile passes the static checks (BuildKit's parser + our rules), and each rule rejects a
+deliberately broken Dockerfile. No Docker daemon is available in CI, so the image is not built here."""
 from __future__ import annotations
 
 import pathlib
-import re
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-DOCKERFILE = REPO / "k8s" / "Dockerfile"
-
-
-def instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    out, buf = [], ""
-    for line in text.splitlines():
-        if line.lstrip().startswith("#") and not buf:
-            continue
-        buf += line.rstrip("\\").strip() + " " if line.rstrip().endswith("\\") else line.strip()
-        if not line.rstrip().endswith("\\"):
-            if buf.strip():
-                op, _, args = buf.strip().partition(" ")
-                out.append((op.upper(), args.strip()))
-            buf = ""
-    return out
 
 
 @pytest.fixture(scope="module")
-def ins():
-    return instructions(DOCKERFILE.read_text())
+def cd(tool):
+    return tool("check_dockerfile")
 
 
-def _stages(ins):
-    stages, current = {}, None
-    for op, args in ins:
-        if op == "FROM":
-            parts = args.split()
-            current = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else f"final:{parts[0]}"
-            stages[current] = []
-        elif current:
-            stages[current].append((op, args))
-    return stages
+@pytest.fixture(scope="module")
+def text(cd):
+    return cd.DOCKERFILE.read_text()
 
 
-def test_base_images_are_pinned_to_exact_versions(ins):
-    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for op, a in ins if op == "ARG" and "=" in a}
-    images = [v for k, v in args.items() if k in ("CUDA_DEVEL", "CUDA_RUNTIME", "CPU_BASE")]
-    assert len(images) == 3
-    for image in images:
-        _, _, tag = image.partition(":")
-        assert tag and tag != "latest" and re.search(r"\d+\.\d+\.\d+", tag), image
+@pytest.fixture(scope="module")
+def pyproject():
+    return (REPO / "pyproject.toml").read_text()
 
 
-def test_runtime_stages_run_as_non_root(ins):
-    stages = _stages(ins)
-    for name in ("gpu", "cpu"):
-        users = [a for op, a in stages[name] if op == "USER"]
-        assert users and users[-1] not in ("root", "0"), name
-    assert list(stages)[-1].startswith("final:gpu")   # default target is the GPU image
+def test_committed_dockerfile_passes(cd, text, pyproject):
+    assert cd.problems(text, pyproject) == []
 
 
-def test_kernels_are_compiled_for_sm90a_at_build_time(ins):
-    stages = _stages(ins)
-    runs = " ".join(a for op, a in stages["kernels"] if op == "RUN")
-    assert "kernels/build.py" in runs and "['optional-dependencies']['build']" in runs
-    build_py = (REPO / "kernels" / "build.py")
-    if build_py.is_file():
-        assert "sm_90a" in build_py.read_text()
-    gpu = stages["gpu"]
-    assert any(op == "COPY" and "--from=kernels" in a for op, a in gpu)
-    env = " ".join(a for op, a in gpu if op == "ENV")
-    assert "SPARSE24_LIB=/opt/sparse24/lib/libsparse24_fp8.so" in env
+def test_dockerignore_denies_by_default():
+    ignore = (REPO / "k8s" / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "**" in ignore and "!kernels" in ignore and not any("model" in ln for ln in ignore if ln.startswith("!"))
 
 
-def test_gpu_image_installs_the_gpu_extra_with_the_pinned_ray(ins):
-    gpu_runs = " ".join(a for op, a in _stages(ins)["gpu"] if op == "RUN")
-    assert '".[gpu,serve]"' in gpu_runs
-    pin = re.search(r'"ray\[serve\]==([0-9.]+)"', (REPO / "pyproject.toml").read_text()).group(1)
-    assert f"ray.__version__ == '{pin}'" in gpu_runs
-
-
-def test_no_model_weights_are_copied_into_the_image(ins):
-    copies = [a for op, a in ins if op in ("COPY", "ADD")]
-    assert not any(re.search(r"\.(safetensors|bin|gguf|pt)\b|models?/", a) for a in copies), copies
-    ignore = (REPO / "k8s" / "Dockerfile.dockerignore").read_text()
-    assert ignore.splitlines()[1] == "**"   # deny by default, allow-list the package sources
+@pytest.mark.parametrize("old, new, expected", [
+    ("ARG CPU_BASE=python:3.11.14-slim-bookworm", "ARG CPU_BASE=python:latest", "not pinned"),
+    ("FROM ${CUDA_RUNTIME} AS gpu", "FROM nvidia/cuda AS gpu", "not pinned"),
+    ("USER ray\n# Non-editable", "USER root\n# Non-editable", "stage gpu: runs as root"),
+    ("RUN python3.12 -m venv /opt/venv\n", "RUNN python3.12 -m venv /opt/venv\n", "unknown instruction 'RUNN'"),
+    ("    && python kernels/build.py", "    && echo skip", "does not compile our kernels"),
+    ("COPY --from=kernels /opt/sparse24/lib /opt/sparse24/lib", "", "does not copy the compiled kernels"),
+    ('".[gpu,serve]"', '".[serve]"', "gpu extra"),
+    ("ray.__version__ == '2.60.0'", "ray.__version__ == '2.59.0'", "does not assert ray==2.60.0"),
+    ("COPY --chown=ray:ray loadtest loadtest\nCOPY --from", "COPY --chown=ray:ray loadtest loadtest\n"
+     "COPY weights/model.safetensors /opt/model.safetensors\nCOPY --from", "copies model weights"),
+    ("# last stage = default target\nFROM gpu\n", "", "(the default target) must be the gpu image"),
+])
+def test_broken_dockerfile_is_rejected(cd, text, pyproject, old, new, expected):
+    assert old in text, f"test fixture out of date: {old!r} not in the Dockerfile"
+    found = cd.problems(text.replace(old, new, 1), pyproject)
+    assert any(expected in p for p in found), found
