@@ -72,7 +72,7 @@ def group(points: list[dict]) -> dict[tuple[str, str], list[dict]]:
 def fixed_sla_table(points: list[dict], metric: str, sla_ms: float) -> list[dict]:
     """Rows: deployment, profile, max_qps, status, passing_points, too_few_points, per_replica_qps."""
     rows = []
-    for (dep, prof), pts in sorted(group(points).items()):
+    for (dep, prof), pts in sorted(group(points).items(), key=lambda kv: (kv[0][1], kv[0][0])):
         est = max_qps_at_sla(pts, metric, sla_ms)
         replicas = max(1, int(pts[0].get("replicas", 1)))
         rows.append(dict(deployment=dep, profile=prof, **est.model_dump(),
