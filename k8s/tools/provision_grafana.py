@@ -137,11 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--prometheus-url {args.prometheus_url!r}: expected an http(s) URL")
     settings = Settings(prometheus_url=args.prometheus_url, datasource_uid=args.datasource_uid,
                         folder_uid=args.folder_uid)
+    from grafana_client.client import GrafanaException
     api = connect(args.grafana_url, args.timeout_s)
-    health = api.health.check()
-    print(f"grafana {health.get('version', '?')} at {args.grafana_url}", file=sys.stderr)
-    for line in provision(api, json.loads(args.dashboard.read_text()), settings, dry_run=args.dry_run):
-        print(line)
+    try:
+        health = api.health.check() or {}
+        print(f"grafana {health.get('version', '?')} at {args.grafana_url}", file=sys.stderr)
+        for line in provision(api, json.loads(args.dashboard.read_text()), settings, dry_run=args.dry_run):
+            print(line)
+    except GrafanaException as e:
+        print(f"error: grafana at {args.grafana_url} answered {e.status_code}: {e.message}", file=sys.stderr)
+        return 1
+    except OSError as e:  # niquests' connection errors derive from OSError
+        print(f"error: cannot reach grafana at {args.grafana_url}: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

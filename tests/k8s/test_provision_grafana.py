@@ -119,3 +119,17 @@ def test_cli_runs_end_to_end_with_basic_auth(grafana, pg, monkeypatch, capsys):
     assert rc == 0
     assert capsys.readouterr().out.splitlines()[-1] == "dashboard sparse24-llm: created"
     assert contract.datasources["sparse24-prometheus"]["url"] == "http://prom:9090"
+
+
+def test_cli_reports_unreachable_grafana_and_bad_token_cleanly(grafana, pg, monkeypatch, capsys):
+    import socket
+    _, url = grafana
+    with socket.socket() as s:   # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("GRAFANA_TOKEN", "wrong")
+    common = ["--prometheus-url", "http://prom:9090", "--timeout-s", str(CALL_TIMEOUT_S)]
+    assert pg.main(["--grafana-url", url, *common]) == 1
+    assert "answered 401" in capsys.readouterr().err
+    assert pg.main(["--grafana-url", dead, *common]) == 1
+    assert "cannot reach grafana" in capsys.readouterr().err
