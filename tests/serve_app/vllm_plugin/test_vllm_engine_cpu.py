@@ -46,6 +46,7 @@ OTHER_JOBS = {
     "bad_not_2of4": ("bad_not_2of4", "float32", None),
     "bad_scale_shape": ("bad_scale_shape", "float32", None),
     "bad_missing_bitmask": ("bad_missing_bitmask", "float32", None),
+    "static_act_cpu": ("static_act", "float32", None),
 }
 
 
@@ -168,8 +169,9 @@ def test_dense_fp8_checkpoint_still_runs_on_vllms_own_compressed_tensors(engine_
     ("bad_not_2of4", "model.layers.0.self_attn.k_proj: not 2:4 sparse"),
     ("bad_scale_shape", "model.layers.1.mlp.down_proj.weight_scale: checkpoint tensor has shape (128, 1), expected (256, 1)"),
     ("bad_missing_bitmask", "model.layers.1.mlp.up_proj.bitmask: missing from the checkpoint"),
+    ("static_act_cpu", "model.layers.0.self_attn.qkv_proj: static per-tensor FP8 activation scales are not supported on cpu"),
 ])
-def test_bad_checkpoint_fails_at_load_naming_the_layer(job, expected, engine_results):
+def test_bad_or_unsupported_checkpoint_fails_at_load_naming_the_layer(job, expected, engine_results):
     err = engine_results[job]["error"]
     assert err is not None, f"{job} loaded without error"
     assert expected in err
