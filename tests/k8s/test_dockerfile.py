@@ -42,8 +42,9 @@ def test_dockerignore_denies_by_default():
     ("COPY --from=kernels /opt/sparse24/lib /opt/sparse24/lib", "", "does not copy the compiled kernels"),
     ('".[gpu,serve]"', '".[serve]"', "gpu extra"),
     ("ray.__version__ == '2.60.0'", "ray.__version__ == '2.59.0'", "does not assert ray==2.60.0"),
-    ("COPY --chown=ray:ray loadtest loadtest\nCOPY --from", "COPY --chown=ray:ray loadtest loadtest\n"
-     "COPY weights/model.safetensors /opt/model.safetensors\nCOPY --from", "copies model weights"),
+    ("COPY --chown=ray:ray loadtest loadtest\nCOPY --from",
+     ("COPY --chown=ray:ray loadtest loadtest\n"
+      "COPY weights/model.safetensors /opt/model.safetensors\nCOPY --from"), "copies model weights"),
     ("# last stage = default target\nFROM gpu\n", "", "(the default target) must be the gpu image"),
 ])
 def test_broken_dockerfile_is_rejected(cd, text, pyproject, old, new, expected):
