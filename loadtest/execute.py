@@ -15,7 +15,7 @@ from sparse24.loadtest.profiles import load_profiles
 from sparse24.loadtest.prompts import PromptSynthesizer, load_tokenizer
 from sparse24.loadtest.report import run_metadata, write_capacity, write_points, write_samples
 from sparse24.loadtest.runner import run_point
-from sparse24.loadtest.server import describe_server
+from sparse24.loadtest.server import describe_server, local_model_dir
 from sparse24.loadtest.sweep import SweepConfig, api_key, auto_points, point_seed
 
 log = logging.getLogger("sparse24.loadtest")
@@ -51,7 +51,7 @@ def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: boo
     targets = []
     for dep in cfg.deployments:  # probe all first: fail fast on a wrong URL, model or tokenizer
         info = describe_server(dep.base_url, dep.model)
-        tok_dir = dep.tokenizer or info.root
+        tok_dir = dep.tokenizer or local_model_dir(info.root)
         for prof in wanted:
             need = prof.prompt_tokens + prof.output_tokens
             if info.max_model_len is not None and need > info.max_model_len:
@@ -59,7 +59,7 @@ def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: boo
                                  f"max_model_len={info.max_model_len}; use a smaller profile_scale")
         targets.append((dep, info, PromptSynthesizer(load_tokenizer(tok_dir), api=cfg.api, seed=cfg.seed)))
     meta = run_metadata(command, [dict(name=d.name, base_url=d.base_url, model=i.model, replicas=d.replicas,
-                                       tokenizer=d.tokenizer or i.root) for d, i, _ in targets])
+                                       tokenizer=d.tokenizer or local_model_dir(i.root)) for d, i, _ in targets])
     meta["config"] = cfg.model_dump()
     points: list[dict] = []
     n_total = len(targets) * len(wanted) * (len(cfg.qps) if cfg.qps else cfg.auto_qps.max_points)

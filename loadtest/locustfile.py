@@ -63,12 +63,12 @@ def _add_arguments(parser):
 def _plan_from_options(opts, host: str) -> PointPlan:
     from sparse24.loadtest.profiles import load_profiles
     from sparse24.loadtest.prompts import PromptSynthesizer, load_tokenizer
-    from sparse24.loadtest.server import describe_server
+    from sparse24.loadtest.server import describe_server, local_model_dir
 
     info = describe_server(host, opts.model or None)
     profile = load_profiles(opts.workloads_file or None).get(opts.workload, opts.workload_scale)
     schedule = arrival_times(opts.qps, opts.duration, opts.burstiness, seed=0)
-    synth = PromptSynthesizer(load_tokenizer(opts.tokenizer or info.root), api=opts.api)
+    synth = PromptSynthesizer(load_tokenizer(opts.tokenizer or local_model_dir(info.root)), api=opts.api)
     prompts = [synth.make(profile.prompt_tokens) for _ in range(len(schedule))]
     return PointPlan(base_url=host, model=info.model, prompts=prompts, output_tokens=profile.output_tokens,
                      schedule_s=list(schedule), api=opts.api, max_in_flight=opts.max_in_flight)

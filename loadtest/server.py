@@ -6,6 +6,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 PROBE_TIMEOUT_S = 10.0
 
@@ -48,3 +49,27 @@ def wait_until_ready(base_url: str, timeout_s: float, model: str | None = None) 
             last = e
             time.sleep(1.0)
     raise TimeoutError(f"{base_url} not ready after {timeout_s:.0f} s: {last}")
+
+
+# deploy/config.yaml's `cache_dir`: where our app writes its built-in models
+DEFAULT_MODEL_CACHE = "~/.cache/sparse24/models"
+
+
+def local_model_dir(root: str, cache_dir: str = DEFAULT_MODEL_CACHE) -> str:
+    """A local directory holding the served model's tokenizer.
+
+    `root` itself when it is a directory (vLLM's own server reports the model path); our app reports its
+    built-in source names (e.g. `tiny-dense`), which resolve to the same deterministic model in our model
+    cache (created there in seconds if absent). Anything else is returned unchanged.
+    """
+    if root and Path(root).expanduser().is_dir():
+        return root
+    try:
+        from sparse24.serve_app.config import BUILTIN_SOURCES
+    except ImportError:
+        return root
+    if root in BUILTIN_SOURCES:
+        from sparse24.serve_app.model_source import resolve_model_source
+
+        return resolve_model_source(root, cache_dir)
+    return root

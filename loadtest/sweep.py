@@ -27,7 +27,8 @@ class DeploymentTarget(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     base_url: str = Field(description="http://host:port of the OpenAI-compatible server")
     model: str | None = Field(None, description="served model name; default: first in /v1/models")
-    tokenizer: str | None = Field(None, description="local model dir; default: /v1/models `root`")
+    tokenizer: str | None = Field(None, description="local model dir; default: /v1/models `root` "
+                                  "(our app's built-in names resolve to its model cache)")
     replicas: int = Field(1, ge=1, description="replicas behind base_url (capacity per replica = total / this)")
     api_key_env: str | None = Field(None, description="env var holding a bearer token, if the server needs one")
 

@@ -58,3 +58,10 @@ def test_shipped_sweep_configs_validate():
     assert len(configs) >= 2
     for c in configs:
         SweepConfig.load(c)
+
+
+def test_tokenizer_dir_is_the_reported_root_when_local_and_unchanged_when_unknown(tmp_path):
+    from sparse24.loadtest.server import local_model_dir
+
+    assert local_model_dir(str(tmp_path)) == str(tmp_path)  # vLLM's own server reports the model path
+    assert local_model_dir("org/some-hub-model") == "org/some-hub-model"
