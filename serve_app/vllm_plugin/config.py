@@ -23,7 +23,6 @@ from vllm.model_executor.layers.quantization.compressed_tensors.utils import (
 from .scheme import CompressedTensorsSparse24Fp8
 from .sparsity import Sparse24Config, parse_sparsity_config
 
-QUANT_METHOD = "compressed-tensors"
 
 
 class Sparse24CompressedTensorsConfig(CompressedTensorsConfig):
