@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from . import model_checks, model_report
 from .model_linears import FP8_QUANTIZERS, VARIANTS, Fp8DenseLinear, fp8_quantizer_for, quantize_activations_fp8, \
     set_fp8_quantizer
+from .model_fused_quant import QuantizedInput
 from .model_llama import KVCache, ModelArgs, build_variants, random_weights
 from .model_timing import DecodeStep, GraphFn, PrefillStep, median_ms
 from . import model_kernels
@@ -154,8 +155,11 @@ class Bench:
         """Fast paths vs references. Broken fused kernels fall back to the torch ops (recorded, slower for
         every variant alike); a broken variant linear is recorded and its numbers must not be trusted."""
         errs = {}
-        for name, fn in (("fused_ops", model_checks.check_fused_ops), ("linears", model_checks.check_linears),
-                         ("model", model_checks.check_model_paths)):
+        checks = [("fused_ops", model_checks.check_fused_ops), ("linears", model_checks.check_linears),
+                  ("model", model_checks.check_model_paths)]
+        if any(v.endswith("_fq") for v in self.variants):
+            checks.append(("fused_quant", model_checks.check_fused_quant))
+        for name, fn in checks:
             try:
                 errs.update(fn(self.dev))
             except Exception as e:  # noqa: BLE001 - recorded and acted on below
@@ -235,6 +239,10 @@ class Bench:
         out = {"step_ms": step_ms, "graph_ms": {}}
         for kind, mods in model.linears().items():
             x = torch.randn(batch, mods[0].in_features, generator=g).to(self.dev, torch.bfloat16)
+            if model.fuse_quant and kind != "o":  # these linears get pre-quantized input in *_fq variants
+                xin = QuantizedInput(*quantize_activations_fp8(x))
+                out["graph_ms"][kind] = self._graph_ms(lambda mods=mods, xin=xin: [m(xin) for m in mods])
+                continue
             out["graph_ms"][kind] = self._graph_ms(lambda mods=mods, x=x: [m(x) for m in mods])
             if isinstance(mods[0], Fp8DenseLinear):
                 xq, sx = quantize_activations_fp8(x)
@@ -315,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--config", default="llama-3.1-8b", choices=["llama-3.1-8b", "tiny"])
     p.add_argument("--device", default="cuda")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="comma list of bf16, fp8, sparse_fp8 and the fused-quantization experiments fp8_fq, "
+                        "sparse_fp8_fq (activation quantization inside RMSNorm / SiLU-and-mul)")
     p.add_argument("--sections", default="checks,single,throughput")
     p.add_argument("--profiles", default="", help="comma list of profile names (default: all)")
     p.add_argument("--batches", default="1,8,32,64,128")

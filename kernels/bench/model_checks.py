@@ -106,9 +106,38 @@ def check_model_paths(device, seed: int = 0) -> dict[str, float]:
     return {"model_fused_vs_torch": _rel(outs[False], outs[True])}
 
 
+def check_fused_quant(device, seed: int = 0) -> dict[str, float]:
+    """Norm+quant and SiLU+quant kernels vs their torch compositions; tiny `*_fq` models vs unfused ones."""
+    from . import model_fused_quant as FQ
+    from .model_llama import KVCache, ModelArgs, build_variants, random_weights
+
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x, r = (torch.randn(3, 4096, generator=g).to(device, torch.bfloat16) for _ in range(2))
+    w = (torch.randn(4096, generator=g) * 0.1 + 1).to(device, torch.bfloat16)
+    gu = torch.randn(3, 2 * 1100, generator=g).to(device, torch.bfloat16)
+    errs = {}
+    for name, got, ref in (("norm_quant", FQ.rms_norm_quant(x, w, 1e-5, r)[0], FQ.rms_norm_quant_torch(x, w, 1e-5, r)[0]),
+                           ("silu_quant", FQ.silu_mul_quant(gu), FQ.silu_mul_quant_torch(gu))):
+        errs[f"fq_{name}_scale"] = _rel(got.s_x, ref.s_x)
+        errs[f"fq_{name}_dequant"] = _rel(got.xq.float() * got.s_x, ref.xq.float() * ref.s_x)
+    args = ModelArgs.tiny()
+    models = build_variants(args, random_weights(args, device, seed=seed), ("fp8", "sparse_fp8", "fp8_fq", "sparse_fp8_fq"), 64)
+    tokens = torch.randint(0, args.vocab_size, (2, 8), generator=g).to(device)
+    outs = {}
+    for v, m in models.items():
+        cache = KVCache(args, 2, 64, device, fill="zeros")
+        logits = [m.prefill(tokens[:, :6], cache)]
+        for t in range(6, 8):
+            logits.append(m.decode(tokens[:, t], torch.full((2,), t, dtype=torch.int32, device=device), cache))
+        outs[v] = torch.stack(logits)
+    errs["fq_model_fp8"] = _rel(outs["fp8_fq"], outs["fp8"])
+    errs["fq_model_sparse_fp8"] = _rel(outs["sparse_fp8_fq"], outs["sparse_fp8"])
+    return errs
+
+
 def assert_close_enough(errs: dict[str, float]) -> None:
     """Raise AssertionError naming every check above its tolerance."""
     bad = {k: v for k, v in errs.items()
-           if not v <= (TOL_FP8_GEMM if k.startswith(("fp8", "sparse", "quant_dequant")) else TOL_BF16)}
+           if not v <= (TOL_FP8_GEMM if k.startswith(("fp8", "sparse", "quant_dequant", "fq_")) else TOL_BF16)}
     if bad:
         raise AssertionError(f"fast path differs from its reference: {bad}")

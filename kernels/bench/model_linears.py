@@ -91,17 +91,22 @@ class Fp8DenseLinear(nn.Module):
         self.s_w = s_w.reshape(1, -1).contiguous()  # [1, N] fp32
         self.out_features, self.in_features = w_fp8.shape
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features)
-        with record_function("fp8.quant"):
-            xq, s_x = quantize_activations_fp8(x2)
+    def forward(self, x) -> torch.Tensor:
+        """x: bf16 [..., K], or a QuantizedInput (the `*_fq` variants quantize in the preceding op)."""
+        if isinstance(x, tuple):  # model_fused_quant.QuantizedInput
+            xq, s_x = x
+            x2, lead, x_dtype = xq, xq.shape[:-1], torch.bfloat16
+        else:
+            lead, x_dtype = x.shape[:-1], x.dtype
+            x2 = x.reshape(-1, self.in_features)
+            with record_function("fp8.quant"):
+                xq, s_x = quantize_activations_fp8(x2)
         with record_function("fp8.gemm"):
             if x2.is_cuda:
                 y = torch._scaled_mm(xq, self.w_fp8.t(), scale_a=s_x, scale_b=self.s_w,
-                                     out_dtype=x.dtype, use_fast_accum=True)
+                                     out_dtype=x_dtype, use_fast_accum=True)
             else:
-                y = reference.scaled_fp8_mm_reference(xq, s_x, self.w_fp8, self.s_w, None, x.dtype)
+                y = reference.scaled_fp8_mm_reference(xq, s_x, self.w_fp8, self.s_w, None, x_dtype)
         return y.reshape(*lead, self.out_features)
 
 
@@ -118,7 +123,13 @@ class SparseFp8Linear(nn.Module):
     def backend(self) -> str:
         return self.packed.backend
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x) -> torch.Tensor:
+        """x: bf16 [..., K], or a QuantizedInput (then only our GEMM runs: `*_fq` variants)."""
+        if isinstance(x, tuple):
+            from .model_fused_quant import sparse_gemm_prequantized
+
+            with record_function("sparse_fp8.gemm"):
+                return sparse_gemm_prequantized(x, self.packed)
         with record_function("sparse_fp8.op"):
             return sparse_fp8_linear(x, self.packed)
 

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.profiler import record_function
 
+from . import model_fused_quant as FQ
 from . import model_kernels as K
 from .model_linears import make_linear
 
@@ -136,7 +137,7 @@ class Attention(nn.Module):
 
     def forward(self, x, positions, tokens_per_seq, seq_lens, rope, k_cache, v_cache):
         a = self.args
-        m = x.shape[0]
+        m = (x[0] if isinstance(x, tuple) else x).shape[0]  # x may be a pre-quantized (xq, s_x)
         with record_function("linear.qkv"):
             qkv = self.wqkv(x)
         with record_function("rope_cache"):
@@ -161,11 +162,11 @@ class FeedForward(nn.Module):
         super().__init__()
         self.w_gate_up, self.w_down = w_gate_up, w_down
 
-    def forward(self, x):
+    def forward(self, x, fuse_quant: bool = False):
         with record_function("linear.gate_up"):
             gu = self.w_gate_up(x)
         with record_function("silu_mul"):
-            h = K.silu_mul(gu)
+            h = FQ.silu_mul_quant(gu) if fuse_quant else K.silu_mul(gu)
         with record_function("linear.down"):
             return self.w_down(h)
 
@@ -179,12 +180,22 @@ class TransformerBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Llama decoder; `variant` picks the linear layers, every other tensor is the one in `weights`."""
+    """Llama decoder; `variant` picks the linear layers, every other tensor is the one in `weights`.
 
-    def __init__(self, args: ModelArgs, weights: LlamaWeights, variant: str, max_seq: int):
+    A variant named `<fp8 variant>_fq` (fp8_fq, sparse_fp8_fq) quantizes activations inside the
+    preceding RMSNorm / SiLU-and-mul (model_fused_quant.py) instead of inside the linear; pass `layers`
+    to reuse another model's linear modules (no second copy of the weights)."""
+
+    def __init__(self, args: ModelArgs, weights: LlamaWeights, variant: str, max_seq: int,
+                 layers: nn.ModuleList | None = None):
         super().__init__()
         self.args, self.variant, self.weights = args, variant, weights
-        self.layers = nn.ModuleList(TransformerBlock(args, lw, variant) for lw in weights.layers)
+        self.fuse_quant = variant.endswith("_fq")
+        base = variant[:-3] if self.fuse_quant else variant
+        if self.fuse_quant and base not in ("fp8", "sparse_fp8"):
+            raise ValueError(f"fused quantization needs an fp8 variant, got {variant!r}")
+        self.layers = layers if layers is not None else nn.ModuleList(
+            TransformerBlock(args, lw, base) for lw in weights.layers)
         self.rope = K.rope_tables(args.head_dim, max_seq, args.rope_theta, weights.embed.device)
 
     def linears(self) -> dict[str, list[nn.Module]]:
@@ -198,16 +209,20 @@ class Transformer(nn.Module):
         with record_function("embed"):
             h = F.embedding(tokens_flat, w.embed)
         residual = None
+        fq = self.fuse_quant
         for i, blk in enumerate(self.layers):
             with record_function("norm"):
-                if residual is None:
+                if fq:
+                    x, residual = FQ.rms_norm_quant(h, blk.attn_norm, a.norm_eps, residual)
+                elif residual is None:
                     x, residual = K.rms_norm(h, blk.attn_norm, a.norm_eps), h
                 else:
                     x, residual = K.rms_norm(h, blk.attn_norm, a.norm_eps, residual)
             h = blk.attention(x, positions, tokens_per_seq, seq_lens, self.rope, cache.k[i], cache.v[i])
             with record_function("norm"):
-                x, residual = K.rms_norm(h, blk.ffn_norm, a.norm_eps, residual)
-            h = blk.feed_forward(x)
+                norm = FQ.rms_norm_quant if fq else K.rms_norm
+                x, residual = norm(h, blk.ffn_norm, a.norm_eps, residual)
+            h = blk.feed_forward(x, fq)
         with record_function("norm"):
             x, _ = K.rms_norm(h, w.norm, a.norm_eps, residual)
         return x
@@ -233,5 +248,9 @@ class Transformer(nn.Module):
 
 
 def build_variants(args: ModelArgs, weights: LlamaWeights, variants, max_seq: int) -> dict[str, Transformer]:
-    """One Transformer per variant over the same shared tensors."""
-    return {v: Transformer(args, weights, v, max_seq) for v in variants}
+    """One Transformer per variant over the same shared tensors (`*_fq` reuse their base's linears)."""
+    models: dict[str, Transformer] = {}
+    for v in sorted(variants, key=lambda v: v.endswith("_fq")):
+        base = models.get(v[:-3]) if v.endswith("_fq") else None
+        models[v] = Transformer(args, weights, v, max_seq, layers=base.layers if base is not None else None)
+    return {v: models[v] for v in variants}

@@ -31,7 +31,8 @@ def result_stem(result: dict) -> str:
     m = re.search(r"[HhAaBbLl]\d{2,3}", gpu)
     slug = m.group(0).lower() if m else re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     model = "llama8b" if result["model"]["dim"] == 4096 else "tiny"
-    return f"model_{model}_{slug}_{meta['date_utc'][:10]}"
+    fq = "_fusedq" if any(v.endswith("_fq") for v in result.get("weight_gib", {})) else ""
+    return f"model_{model}_{slug}_{meta['date_utc'][:10]}{fq}"
 
 
 def ratios(result: dict) -> dict:
@@ -50,6 +51,17 @@ def ratios(result: dict) -> dict:
         if "sparse_fp8" in per and "error" not in per:
             out["throughput"][b] = {f"vs_{base}": per["sparse_fp8"]["tokens_per_s"] / per[base]["tokens_per_s"]
                                     for base in ("bf16", "fp8") if base in per}
+    fq = {}
+    for base in ("bf16", "fp8_fq"):
+        dec = [per[base]["decode_ms_per_token"] / per["sparse_fp8_fq"]["decode_ms_per_token"]
+               for per in ss.values() if base in per and "sparse_fp8_fq" in per]
+        if dec:
+            fq[f"decode_vs_{base}"] = _geomean(dec)
+        t32 = result.get("throughput", {}).get("32", {})
+        if base in t32 and "sparse_fp8_fq" in t32:
+            fq[f"tput32_vs_{base}"] = t32["sparse_fp8_fq"]["tokens_per_s"] / t32[base]["tokens_per_s"]
+    if fq:
+        out["fused_quant"] = fq
     for base in ("bf16", "fp8"):
         vals = [r.get(f"decode_vs_{base}") for r in out["single_stream"].values()]
         tot = [r.get(f"total_vs_{base}") for r in out["single_stream"].values()]
@@ -102,6 +114,9 @@ def gap_lines(result: dict, r: dict) -> list[str]:
                      f"baseline uses too) costs {q:.3f} ms per step (4 launches per layer); fused into the preceding "
                      f"norm/SiLU/attention epilogue it would bring the step to ~{bd['sparse_fp8']['step_ms'] - q:.3f} ms "
                      f"= {bd[base]['step_ms'] / (bd['sparse_fp8']['step_ms'] - q):.2f}x.")
+        if "sparse_fp8_fq" in bd:
+            fq_ms = bd["sparse_fp8_fq"]["step_ms"]
+            line += f" Measured with it fused (sparse_fp8_fq): {fq_ms:.3f} ms = {bd[base]['step_ms'] / fq_ms:.2f}x."
         lines.append(line)
     return lines
 
@@ -111,7 +126,7 @@ _NOT_KERNELS = ("cuLaunch", "cudaLaunch", "cudaGraph", "cuGraph", "sparse24::", 
 
 def markdown(result: dict) -> str:
     r, meta = ratios(result), result["meta"]
-    variants = [v for v in ("bf16", "fp8", "sparse_fp8") if v in result.get("weight_gib", {})]
+    variants = [v for v in ("bf16", "fp8", "sparse_fp8", "fp8_fq", "sparse_fp8_fq") if v in result.get("weight_gib", {})]
     md = [f"# Model-level benchmark: Llama-3.1-8B-shaped, {' vs '.join(variants)}", "",
           f"GPU {meta.get('gpu')} (driver {meta.get('driver')}, {meta.get('sm_count')} SMs), torch {meta['torch']}, "
           f"CUDA {meta.get('cuda')}, triton {meta.get('triton')}, date {meta['date_utc']}, commit {meta['git_commit']}.",
@@ -140,6 +155,16 @@ def markdown(result: dict) -> str:
         if f"mean_total_vs_{base}" in r:
             md.append(f"\nMean (geometric, over use cases) total single-stream latency speed-up vs {base}: "
                       f"{r[f'mean_total_vs_{base}']:.2f}x.")
+    if r.get("fused_quant"):
+        f = r["fused_quant"]
+        md += ["", "### Experiment: activation quantization fused into RMSNorm / SiLU-and-mul (`*_fq` variants)", "",
+               "Same linears and numbers (checked on the device); the qkv, gate_up and down inputs are quantized "
+               "by the preceding norm / activation kernel instead of a separate kernel (o keeps its own).", "",
+               "| sparse_fp8_fq speed-up | vs bf16 | vs fp8_fq |", "|---|---|---|",
+               f"| single-stream decode (geomean over use cases) | {f.get('decode_vs_bf16', float('nan')):.2f}x | "
+               f"{f.get('decode_vs_fp8_fq', float('nan')):.2f}x |",
+               f"| batch-32 throughput | {f.get('tput32_vs_bf16', float('nan')):.2f}x | "
+               f"{f.get('tput32_vs_fp8_fq', float('nan')):.2f}x |"]
     gaps = gap_lines(result, r)
     if gaps:
         md += ["", "### Where targets are missed", ""] + gaps
@@ -204,7 +229,11 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"bf16": "#888888", "fp8": "#1f77b4", "sparse_fp8": "#d62728"}
+    colors = {"bf16": "#888888", "fp8": "#1f77b4", "sparse_fp8": "#d62728", "fp8_fq": "#17becf",
+              "sparse_fp8_fq": "#ff7f0e"}
+    present = set(result.get("weight_gib", {})) | {v for p in result.get("single_stream", {}).values() for v in p}
+    colors = {v: c for v, c in colors.items() if v in present}
+    width = 0.8 / max(len(colors), 1)
     fig, ax = plt.subplots(2, 2, figsize=(14, 9))
     ss = result.get("single_stream", {})
     names = list(ss)
@@ -214,7 +243,8 @@ def plot(result: dict, path: Path) -> None:
         for i, v in enumerate(colors):
             vals = [ss[n][v][key] / (1e3 if key == "total_ms" else 1) for n in names if v in ss[n]]
             if len(vals) == len(names):
-                a.bar([k + (i - 1) * 0.27 for k in range(len(names))], vals, 0.27, label=v, color=colors[v])
+                a.bar([k + (i - (len(colors) - 1) / 2) * width for k in range(len(names))], vals, width, label=v,
+                      color=colors[v])
         a.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=8)
         a.set_title(title)
         a.legend()

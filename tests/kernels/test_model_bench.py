@@ -111,6 +111,19 @@ def test_fp8_variants_stay_close_to_bf16_logits():
     assert torch.isfinite(out["sparse_fp8"]).all()
 
 
+def test_fused_quant_variants_compute_exactly_what_the_unfused_ones_do_on_cpu():
+    """fp8_fq / sparse_fp8_fq quantize inside RMSNorm / SiLU-and-mul: same numbers, same linear modules."""
+    from sparse24.kernels.bench import model_checks
+
+    errs = model_checks.check_fused_quant("cpu")
+    assert errs and all(v == 0.0 for v in errs.values()), errs
+    args = ModelArgs.tiny()
+    models = build_variants(args, random_weights(args, "cpu"), ("sparse_fp8_fq", "sparse_fp8"), 64)
+    assert models["sparse_fp8_fq"].layers is models["sparse_fp8"].layers and models["sparse_fp8_fq"].fuse_quant
+    with pytest.raises(ValueError, match="needs an fp8 variant"):
+        Transformer(args, random_weights(args, "cpu"), "bf16_fq", 64)
+
+
 def test_prune_2of4_keeps_the_two_largest_magnitudes_per_group():
     w = torch.tensor([[0.1, -3.0, 2.0, 0.5, 1.0, 1.5, -0.5, 0.0]])
     p = prune_2of4_magnitude(w)

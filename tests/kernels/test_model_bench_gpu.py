@@ -30,7 +30,13 @@ def test_fused_model_forward_matches_the_all_torch_forward_on_gpu():
     model_checks.assert_close_enough(model_checks.check_model_paths("cuda"))
 
 
-@pytest.mark.parametrize("variant", ["bf16", "fp8", "sparse_fp8"])
+def test_fused_quant_kernels_and_variants_match_the_unfused_path_on_gpu():
+    from sparse24.kernels.bench import model_checks
+
+    model_checks.assert_close_enough(model_checks.check_fused_quant("cuda"))
+
+
+@pytest.mark.parametrize("variant", ["bf16", "fp8", "sparse_fp8", "sparse_fp8_fq"])
 def test_cuda_graph_decode_replays_generate_the_same_tokens_as_eager(variant):
     from sparse24.kernels.bench.model_llama import KVCache, ModelArgs, Transformer, random_weights
     from sparse24.kernels.bench.model_timing import DecodeStep
