@@ -60,13 +60,20 @@ def _autoscaling(policy_key: str = "policy_function"):
 
 @pytest.fixture(scope="module")
 def serve_instance():
+    """Our own Ray (unless this pytest process already runs one: then reuse it and leave it up)."""
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, _metrics_export_port=METRICS_PORT, log_to_driver=False,
-             runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}})
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, _metrics_export_port=METRICS_PORT, log_to_driver=False,
+                 _system_config={"metrics_report_interval_ms": 1000},
+                 runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}})
     serve.start(proxy_location="Disabled")  # driven through handles; no HTTP proxy needed
-    yield
-    serve.shutdown()
-    ray.shutdown()
+    from ray._private import worker
+
+    yield worker._global_node.metrics_export_port
+    if started:
+        serve.shutdown()
+        ray.shutdown()
 
 
 def _num_running(app: str) -> int:
@@ -112,7 +119,7 @@ def test_itl_breach_scales_up_and_idle_scales_down(serve_instance):
 
     # The controller exports the policy's Prometheus series (ray_ prefix added by Ray's exporter).
     def exported():
-        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{serve_instance}/metrics", timeout=5) as r:
             return "sparse24_autoscaler_desired_replicas" in r.read().decode()
     _wait(exported, 30.0, "sparse24_autoscaler_* series on Ray's metrics endpoint")
     serve.delete(app)
