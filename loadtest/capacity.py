@@ -100,6 +100,10 @@ def fixed_qps_table(points: list[dict], metric: str, baseline: str | None = None
     return rows
 
 
+# The autoscaler's schema wants ITL > 0; a server that coalesces chunks can show a p50 gap of 0 ms.
+_MIN_ITL_MS = 1e-3
+
+
 def capacity_profiles(points: list[dict], metadata: dict) -> dict[str, dict]:
     """One capacity profile per deployment, in the autoscaler's schema (serve_app/autoscaler/profile.py,
     `CapacityProfile`, schema_version 1): per workload, the *steady* points only, per replica (QPS and
@@ -111,11 +115,11 @@ def capacity_profiles(points: list[dict], metadata: dict) -> dict[str, dict]:
         replicas = max(1, int(first.get("replicas", 1)))
         curve = []
         for p in _sorted(pts):
-            if not p.get("steady") or p["itl_p50_ms"] <= 0 or (curve and p["target_qps"] / replicas <= curve[-1]["qps"]):
+            if not p.get("steady") or (curve and p["target_qps"] / replicas <= curve[-1]["qps"]):
                 continue
             curve.append(dict(
                 qps=p["target_qps"] / replicas, concurrency=p["mean_concurrency"] / replicas,
-                itl_p50_ms=p["itl_p50_ms"], itl_p90_ms=p["itl_p90_ms"], itl_p99_ms=p["itl_p99_ms"],
+                **{k: max(p[k], _MIN_ITL_MS) for k in ("itl_p50_ms", "itl_p90_ms", "itl_p99_ms")},
                 ttft_p50_ms=p["ttft_p50_ms"] or None, ttft_p90_ms=p["ttft_p90_ms"] or None))
         if curve:
             by_dep.setdefault(dep, []).append(dict(

@@ -41,6 +41,28 @@ def _warm_up(base: dict, synth: PromptSynthesizer, prompt_tokens: int, output_to
         time.sleep(_WARMUP_RETRY_S)
 
 
+def _measure_point(cfg: SweepConfig, criteria: SteadyStateCriteria, out: Path, dep, model: str, prof, base: dict,
+                   synth: PromptSynthesizer, qps: float) -> dict:
+    """One load point: schedule, prompts, Locust run, summary (+ identity columns); raw samples to out/samples."""
+    span = cfg.warmup_s + cfg.duration_s
+    sched = arrival_times(qps, span, cfg.burstiness, seed=point_seed(cfg.seed, dep.name, prof.name, qps))
+    plan = PointPlan(prompts=[synth.make(prof.prompt_tokens) for _ in range(len(sched))],
+                     output_tokens=prof.output_tokens, schedule_s=list(sched), **base)
+    samples, locust_totals = run_point(plan)
+    p = summarize_point(samples, cfg.warmup_s, span, qps, cfg.goodput_slo_ms or None, criteria)
+    p.update(deployment=dep.name, profile=prof.name, model=model, replicas=dep.replicas,
+             prompt_tokens=prof.prompt_tokens, output_tokens=prof.output_tokens, **locust_totals)
+    if p["completed"] and (abs(p["mean_prompt_tokens"] - prof.prompt_tokens) > 0.5
+                           or abs(p["mean_output_tokens"] - prof.output_tokens) > 0.5):
+        log.warning("%s/%s @ %g qps: server counted %.1f prompt / %.1f output tokens, asked %d / %d", dep.name,
+                    prof.name, qps, p["mean_prompt_tokens"], p["mean_output_tokens"], prof.prompt_tokens,
+                    prof.output_tokens)
+    name = f"{dep.name}__{prof.name}__{qps:g}qps.jsonl"
+    write_samples(out / "samples" / name, samples)
+    p["samples_file"] = f"samples/{name}"
+    return p
+
+
 def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: bool = True) -> list[dict]:
     """Measure every deployment x profile x QPS point; returns the point dicts (also written to out_dir)."""
     out = Path(out_dir)
@@ -64,43 +86,33 @@ def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: boo
     points: list[dict] = []
     n_total = len(targets) * len(wanted) * (len(cfg.qps) if cfg.qps else cfg.auto_qps.max_points)
     bar = tqdm(total=n_total, desc="load points", unit="pt", disable=not progress)
-    for dep, info, synth in targets:
-        base = dict(base_url=dep.base_url, model=info.model, api=cfg.api, max_in_flight=cfg.max_in_flight,
-                    drain_timeout_s=cfg.drain_timeout_s, read_timeout_s=cfg.read_timeout_s, api_key=api_key(dep))
-        for prof in wanted:
-            _warm_up(base, synth, prof.prompt_tokens, prof.output_tokens, cfg.ready_timeout_s)
+    try:
+        for dep, info, synth in targets:
+            base = dict(base_url=dep.base_url, model=info.model, api=cfg.api, max_in_flight=cfg.max_in_flight,
+                        drain_timeout_s=cfg.drain_timeout_s, read_timeout_s=cfg.read_timeout_s, api_key=api_key(dep))
+            for prof in wanted:
+                _warm_up(base, synth, prof.prompt_tokens, prof.output_tokens, cfg.ready_timeout_s)
 
-            def measure(qps: float, dep=dep, prof=prof, base=base, synth=synth) -> dict:
-                span = cfg.warmup_s + cfg.duration_s
-                sched = arrival_times(qps, span, cfg.burstiness, seed=point_seed(cfg.seed, dep.name, prof.name, qps))
-                plan = PointPlan(prompts=[synth.make(prof.prompt_tokens) for _ in range(len(sched))],
-                                 output_tokens=prof.output_tokens, schedule_s=list(sched), **base)
-                samples, locust_totals = run_point(plan)
-                p = summarize_point(samples, cfg.warmup_s, span, qps, cfg.goodput_slo_ms or None, criteria)
-                p.update(deployment=dep.name, profile=prof.name, model=info.model, replicas=dep.replicas,
-                         prompt_tokens=prof.prompt_tokens, output_tokens=prof.output_tokens, **locust_totals)
-                if p["completed"] and (abs(p["mean_prompt_tokens"] - prof.prompt_tokens) > 0.5
-                                       or abs(p["mean_output_tokens"] - prof.output_tokens) > 0.5):
-                    log.warning("%s/%s @ %g qps: server counted %.1f prompt / %.1f output tokens, asked %d / %d",
-                                dep.name, prof.name, qps, p["mean_prompt_tokens"], p["mean_output_tokens"],
-                                prof.prompt_tokens, prof.output_tokens)
-                name = f"{dep.name}__{prof.name}__{qps:g}qps.jsonl"
-                write_samples(out / "samples" / name, samples)
-                p["samples_file"] = f"samples/{name}"
-                points.append(p)
-                write_points(out, points, meta)
-                bar.update(1)
-                bar.set_postfix_str(f"{dep.name}/{prof.name} {qps:g} qps: {cfg.sla.metric}="
-                                    f"{p[cfg.sla.metric]:.1f} ms{'' if p['steady'] else ' UNSTEADY'}")
-                return p
+                def measure(qps: float, dep=dep, info=info, prof=prof, base=base, synth=synth) -> dict:
+                    p = _measure_point(cfg, criteria, out, dep, info.model, prof, base, synth, qps)
+                    points.append(p)
+                    write_points(out, points, meta)
+                    bar.update(1)
+                    bar.set_postfix_str(f"{dep.name}/{prof.name} {qps:g} qps: {cfg.sla.metric}="
+                                        f"{p[cfg.sla.metric]:.1f} ms{'' if p['steady'] else ' UNSTEADY'}")
+                    return p
 
-            if cfg.qps:
-                for q in cfg.qps:
-                    measure(q)
-            else:
-                auto_points(cfg.auto_qps, cfg.sla, measure)
+                if cfg.qps:
+                    for q in cfg.qps:
+                        measure(q)
+                else:
+                    auto_points(cfg.auto_qps, cfg.sla, measure)
+    except KeyboardInterrupt:  # keep what was measured: curves from the points so far
+        log.warning("interrupted: writing results of the %d points measured so far", len(points))
+        meta["interrupted"] = True
     bar.close()
     meta["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)  # other tenants of a shared box skew latency
     write_points(out, points, meta)
-    write_capacity(out, points, meta, cfg.sla.metric, cfg.sla.target_ms, cfg.baseline)
+    if points:
+        write_capacity(out, points, meta, cfg.sla.metric, cfg.sla.target_ms, cfg.baseline)
     return points

