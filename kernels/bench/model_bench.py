@@ -45,7 +45,7 @@ from .model_timing import DecodeStep, GraphFn, PrefillStep, median_ms
 from . import model_kernels
 
 PROFILER_SCOPES = ("embed", "norm", "linear.qkv", "rope_cache", "attention", "linear.o", "linear.gate_up",
-                   "silu_mul", "linear.down", "lm_head", "fp8.quant", "fp8.gemm", "sparse_fp8.op")
+                   "silu_mul", "linear.down", "lm_head", "fp8.quant", "fp8.gemm", "sparse_fp8.op", "sparse_fp8.gemm")
 
 
 def _load_profiles(scale: str) -> dict[str, tuple[int, int]]:
