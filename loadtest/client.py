@@ -105,8 +105,7 @@ class OpenAIStreamClient:
                 apply_event(sample, event, now())
             if not sample.chunk_times_s and not sample.error:
                 sample.error = "stream ended without a chunk"
-        finally:
-            sample.finished_s = now()
+        finally:  # finished_s is the dispatcher's to set (left None when its drain kills us mid-stream)
             if not resp.message_complete:
                 resp.__del__()  # geventhttpclient: closes the socket instead of returning it half-read
                 resp._sock = None
