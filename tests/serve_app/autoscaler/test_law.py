@@ -115,7 +115,7 @@ def test_correction_factor_tracks_measured_over_expected(law_cfg, curve):
     assert ds[-1].desired == 5
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(run=st.integers(0, 12), extra=st.integers(0, 3), rate=st.floats(0, 500), itl=st.one_of(st.none(), st.floats(1, 1000)),
        lo=st.integers(0, 3), hi=st.integers(3, 12), queued=st.floats(0, 1000), with_profile=st.booleans())
 def test_desired_is_always_within_bounds(run, extra, rate, itl, lo, hi, queued, with_profile):

