@@ -17,9 +17,8 @@ from gevent.pool import Pool
 
 from .metrics import RequestSample
 
-# A request function fills in sent_s, chunk_times_s, usage, status and error of the sample (finished_s is set
-# here when it returns or raises),
-# reading time with the `now` callable it is given (seconds since the run start).
+# A request function fills in sent_s, chunk_times_s, usage, status and error of the sample, reading time with
+# the `now` callable it is given (seconds since the run start); finished_s is set here when it returns or raises.
 SendFn = Callable[[RequestSample, Callable[[], float]], None]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+_RAY_START_ATTEMPTS = 2
 
 
 def main() -> None:
@@ -46,7 +47,15 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
+    for attempt in range(_RAY_START_ATTEMPTS):  # a busy box can time out Ray's node start-up; try again once
+        try:
+            ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for this
+            ray.shutdown()
+            if attempt + 1 == _RAY_START_ATTEMPTS:
+                raise
+            print(f"ray.init failed ({exc}); retrying", flush=True)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         serve.run(build_app(app_args), name="sparse24-loadtest-e2e", route_prefix="/")
