@@ -193,16 +193,19 @@ class ItlSlaPolicy:
         dt = 0.0 if self._last_call is None else min(5.0, max(0.0, now - self._last_call))
         self._last_call = now
         tags = {"deployment": str(ctx.deployment_name), "application": str(ctx.app_name or "")}
+        # One log line / counter increment per new decision (Ray calls every ~0.1 s; with Ray's own
+        # up/downscale delay a pending decision repeats until Ray applies it).
+        key = (d.desired, d.reason, obs.target_replicas)
+        changed = key != self._last_log[0]
         try:
             if self._metrics is None:
                 self._metrics = _PolicyMetrics()
             self._metrics.export(tags, obs, d, self.cfg.sla.itl_target_ms, dt)
-            if d.desired != obs.target_replicas:
+            if changed and d.desired != obs.target_replicas:
                 self._metrics.decisions.inc(1.0, tags={**tags, "reason": d.reason})
         except Exception as e:  # noqa: BLE001 - metrics must never stop scaling
             logger.debug("ItlSlaPolicy metrics export failed: %s", e)
-        key = (d.desired, d.reason)
-        if d.desired != obs.target_replicas or (key != self._last_log[0] and now - self._last_log[1] >= self.cfg.log_every_s):
+        if changed or (d.desired != obs.target_replicas and now - self._last_log[1] >= self.cfg.log_every_s):
             logger.info(
                 "ItlSlaPolicy %s: %s %d -> %d (running %d) | rate %.2f rps, itl_p%d %s ms (n=%d) target %.1f ms, "
                 "expected %s ms, ff %s, fb %s, cap %s rps, corr %.2f, queued %.1f%s",
