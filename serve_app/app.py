@@ -26,13 +26,13 @@ def model_deployment_name(model_name: str) -> str:
     return "llm-" + re.sub(r"[^A-Za-z0-9._-]", "-", model_name)
 
 
-def _model_deployment(m: ModelConfig, cfg: ServeAppConfig):
+def _replica_options(m: ModelConfig, name: str) -> dict[str, Any]:
     d = m.deployment
     env = dict(d.env_vars)
     if d.num_gpus == 0:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(m.engine.cpu_kv_cache_gib))
     options: dict[str, Any] = dict(
-        name=model_deployment_name(m.name),
+        name=name,
         max_ongoing_requests=d.max_ongoing_requests,
         max_queued_requests=d.max_queued_requests,
         graceful_shutdown_wait_loop_s=d.graceful_shutdown_wait_loop_s,
@@ -45,6 +45,11 @@ def _model_deployment(m: ModelConfig, cfg: ServeAppConfig):
         options["autoscaling_config"] = d.autoscaling_config
     else:
         options["num_replicas"] = d.num_replicas
+    return options
+
+
+def _model_deployment(m: ModelConfig, cfg: ServeAppConfig):
+    options = _replica_options(m, model_deployment_name(m.name))
     return ModelServerDeployment.options(**options).bind(m.model_dump(), cfg.cache_dir)
 
 
@@ -57,14 +62,19 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     """Build the Serve application from the config file's `args:` (validated; ConfigError names bad fields)."""
     cfg = parse_app_config(args)
     created = int(time.time())
-    handles = {m.name: _model_deployment(m, cfg) for m in cfg.models}
     cards = [
         {"id": m.name, "object": "model", "created": created, "owned_by": "sparse24", "root": m.source,
          "parent": None, "max_model_len": m.engine.max_model_len}
         for m in cfg.models
     ]
     ing = cfg.ingress
+    key = _api_key_sha256(ing.api_key_env)
+    if ing.colocate_engine:  # one deployment: the ingress replicas own the engines (one Ray hop less per chunk)
+        (m,) = cfg.models
+        options = _replica_options(m, INGRESS_NAME)
+        return OpenAIIngress.options(**options).bind({}, cards, ing.model_dump(), key, m.model_dump(), cfg.cache_dir)
+    handles = {m.name: _model_deployment(m, cfg) for m in cfg.models}
     return OpenAIIngress.options(
         name=INGRESS_NAME, num_replicas=ing.num_replicas, max_ongoing_requests=ing.max_ongoing_requests,
         graceful_shutdown_timeout_s=ing.graceful_shutdown_timeout_s, ray_actor_options={"num_cpus": ing.num_cpus},
-    ).bind(handles, cards, ing.model_dump(), _api_key_sha256(ing.api_key_env))
+    ).bind(handles, cards, ing.model_dump(), key)

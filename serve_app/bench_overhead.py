@@ -20,6 +20,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from datetime import datetime, timezone
@@ -61,7 +62,7 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 60) -> None:
             proc.wait(10)
 
 
-def serve_ours(port: int, config: str) -> None:
+def serve_ours(port: int, config: str, colocate: bool) -> None:
     """Run deploy/config.yaml's app on `port` (Ray in this process, 4 logical CPUs) until SIGTERM."""
     import threading
 
@@ -72,9 +73,17 @@ def serve_ours(port: int, config: str) -> None:
 
     args = yaml.safe_load(Path(config).read_text())["applications"][0]["args"]
     args.setdefault("ingress", {})["api_key_env"] = None
+    args["ingress"]["colocate_engine"] = colocate
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
+    for attempt in range(3):  # Ray gives its raylet 30 s to register: not always enough on a busy shared box
+        try:
+            ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name="sparse24-bench", route_prefix="/")
@@ -136,10 +145,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per concurrency")
     ap.add_argument("--prompts-per-stream", type=int, default=8, help="requests per stream per round")
     ap.add_argument("--concurrency", default="1,8")
+    ap.add_argument("--servers", default="vllm,ours",
+                    help="compared servers: vllm (vLLM's own), ours (ingress + engine deployment), colocated "
+                         "(ours with ingress.colocate_engine: the engine inside the ingress replica)")
+    ap.add_argument("--colocated-port", type=int, default=8112)
     ap.add_argument("--serve-ours", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--colocate", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.serve_ours:
-        serve_ours(a.ours_port, a.config)
+        serve_ours(a.ours_port, a.config, a.colocate)
         return
 
     from sparse24.serve_app.config import parse_app_config
@@ -149,7 +163,7 @@ def main() -> None:
     m = cfg.models[0]
     path = resolve_model_source(m.source, cfg.cache_dir)
     out = Path(a.out)
-    work = out.parent / "raw"
+    work = Path(tempfile.gettempdir()) / "sparse24_overhead_raw"  # per-round vllm-bench files (also in OUT.json)
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(m.engine.cpu_kv_cache_gib), RAY_AUTH_MODE="disabled",
                **m.deployment.env_vars)
@@ -157,10 +171,17 @@ def main() -> None:
     vllm_cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path,
                 "--served-model-name", m.name, "--dtype", m.engine.dtype, "--max-model-len",
                 str(m.engine.max_model_len), "--max-num-seqs", str(m.engine.max_num_seqs), "--host", "127.0.0.1",
-                "--port", str(a.vllm_port), "--disable-log-requests"]
+                "--port", str(a.vllm_port)]
     ours_cmd = [sys.executable, "-m", "sparse24.serve_app.bench_overhead", "--serve-ours", "--config", a.config,
                 "--ours-port", str(a.ours_port)]
-    servers = {"vllm": (vllm_cmd, a.vllm_port), "ours": (ours_cmd, a.ours_port)}
+    colo_cmd = [sys.executable, "-m", "sparse24.serve_app.bench_overhead", "--serve-ours", "--colocate",
+                "--config", a.config, "--ours-port", str(a.colocated_port)]
+    known = {"vllm": (vllm_cmd, a.vllm_port), "ours": (ours_cmd, a.ours_port),
+             "colocated": (colo_cmd, a.colocated_port)}
+    names = a.servers.split(",")
+    if names[0] != "vllm" or any(n not in known for n in names):
+        raise SystemExit(f"--servers must start with vllm and name only {list(known)}, got {a.servers!r}")
+    servers = {n: known[n] for n in names}
     procs = {}
     started = datetime.now(timezone.utc)
     load_before = os.getloadavg()
@@ -173,7 +194,7 @@ def main() -> None:
         concs = [int(c) for c in a.concurrency.split(",")]
         for r in range(a.rounds):
             for conc in concs:
-                order = ("vllm", "ours") if r % 2 == 0 else ("ours", "vllm")
+                order = list(servers) if r % 2 == 0 else list(servers)[::-1]
                 for name in order:
                     port = servers[name][1]
                     res = _bench(f"http://127.0.0.1:{port}", m.name, path, conc, conc * a.prompts_per_stream, a,
@@ -184,7 +205,7 @@ def main() -> None:
     finally:
         for p in procs.values():
             _stop(p)
-    summary = _summarize(rounds)
+    summary = _summarize(rounds, list(servers))
     doc = {
         "what": "added latency of the sparse24 Ray Serve layer over vLLM's own OpenAI server (same engine args)",
         "date_utc": started.isoformat(timespec="seconds"), "machine": _machine(),
@@ -202,17 +223,18 @@ def main() -> None:
     print(out.with_suffix(".md").read_text())
 
 
-def _summarize(rounds: list[dict]) -> dict:
-    """Median over rounds of each percentile, per server and concurrency; deltas ours - vllm (ms)."""
+def _summarize(rounds: list[dict], names: list[str]) -> dict:
+    """Median over rounds of each percentile, per server and concurrency; deltas server - vllm (ms)."""
     out: dict = {}
     for conc in sorted({r["concurrency"] for r in rounds}):
         row: dict = {}
-        for name in ("vllm", "ours"):
+        for name in names:
             rs = [r for r in rounds if r["server"] == name and r["concurrency"] == conc]
             row[name] = {k: statistics.median(r[k] for r in rs) for k in rs[0] if k.endswith("_ms")}
             row[name]["request_throughput"] = statistics.median(r["request_throughput"] for r in rs)
             row[name]["failed"] = sum(r.get("failed", 0) for r in rs)
-        row["added_ms"] = {k: row["ours"][k] - row["vllm"][k] for k in row["vllm"] if k.endswith("_ms")}
+        row["added_ms"] = {n: {k: row[n][k] - row["vllm"][k] for k in row["vllm"] if k.endswith("_ms")}
+                           for n in names[1:]}
         out[str(conc)] = row
     return out
 
@@ -233,23 +255,30 @@ def _markdown(doc: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for conc, row in s.items():
-        for name in ("vllm", "ours"):
+        for name in [k for k in row if k != "added_ms"]:
             r = row[name]
             lines.append(f"| {conc} | {name} | {r['ttft_p50_ms']:.2f} | {r['ttft_p99_ms']:.2f} | "
                          f"{r['itl_p50_ms']:.2f} | {r['itl_p99_ms']:.2f} | {r['tpot_p50_ms']:.2f} | "
                          f"{r['request_throughput']:.2f} | {r['failed']} |")
-        d = row["added_ms"]
-        lines.append(f"| {conc} | **added** | **{d['ttft_p50_ms']:+.2f}** | {d['ttft_p99_ms']:+.2f} | "
-                     f"**{d['itl_p50_ms']:+.2f}** | {d['itl_p99_ms']:+.2f} | {d['tpot_p50_ms']:+.2f} | | |")
+        for name, d in row["added_ms"].items():
+            lines.append(f"| {conc} | **added by {name}** | **{d['ttft_p50_ms']:+.2f}** | {d['ttft_p99_ms']:+.2f} | "
+                         f"**{d['itl_p50_ms']:+.2f}** | {d['itl_p99_ms']:+.2f} | {d['tpot_p50_ms']:+.2f} | | |")
     t = doc["targets_ms"]
     verdict = []
     for conc, row in s.items():
-        d = row["added_ms"]
-        verdict.append(f"{conc} stream(s): TTFT p50 {d['ttft_p50_ms']:+.2f} ms "
-                       f"({'meets' if d['ttft_p50_ms'] <= t['ttft_p50_added'] else 'MISSES'} <= {t['ttft_p50_added']} ms), "
-                       f"ITL p50 {d['itl_p50_ms']:+.2f} ms "
-                       f"({'meets' if d['itl_p50_ms'] <= t['itl_p50_added'] else 'MISSES'} <= {t['itl_p50_added']} ms)")
-    lines += ["", "Milliseconds. Targets: " + "; ".join(verdict) + "."]
+        for name, d in row["added_ms"].items():
+            ttft_ok = "meets" if d["ttft_p50_ms"] <= t["ttft_p50_added"] else "MISSES"
+            itl_ok = "meets" if d["itl_p50_ms"] <= t["itl_p50_added"] else "MISSES"
+            verdict.append(f"{name}, {conc} stream(s): TTFT p50 {d['ttft_p50_ms']:+.2f} ms ({ttft_ok} <= "
+                           f"{t['ttft_p50_added']} ms), ITL p50 {d['itl_p50_ms']:+.2f} ms ({itl_ok} <= "
+                           f"{t['itl_p50_added']} ms)")
+    lines += ["", "Milliseconds. Targets: " + "; ".join(verdict) + ".", "",
+              "How to read this: `ours` = HTTP proxy -> OpenAIIngress -> llm-<model> replica (two Ray hops per "
+              "chunk, deploy/config.yaml); `colocated` = `ingress.colocate_engine: true` (engine inside the ingress "
+              "replica, one hop). ITL p50 near 0 ms means the client received several tokens in one network read "
+              "(chunks coalesced on the way), so for those rows TPOT is the meaningful per-token number. "
+              "Differences smaller than the spread between rounds (see `rounds` in the JSON, and the load average "
+              "above) are not resolved by this run."]
     return "\n".join(lines) + "\n"
 
 

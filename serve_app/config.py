@@ -125,6 +125,10 @@ class IngressConfig(BaseModel):
         "SPARSE24_API_KEY", description="env var holding the API key; unset or empty variable: no auth"
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
+    colocate_engine: bool = Field(
+        False, description="host the (single) model's engine inside the ingress replicas: one Ray hop less per "
+        "chunk; the model's deployment options (replicas, resources, autoscaling) then apply to the ingress",
+    )
     # The ingress relays every stream, so it must drain at least as long as the model replicas do.
     graceful_shutdown_timeout_s: float = Field(60.0, gt=0.0, description="drain limit for relayed streams")
 
@@ -146,6 +150,8 @@ class ServeAppConfig(BaseModel):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"model names must be unique, repeated: {dup}")
+        if self.ingress.colocate_engine and len(self.models) != 1:
+            raise ValueError(f"ingress.colocate_engine needs exactly one model, got {len(self.models)}")
         return self
 
 

@@ -23,6 +23,7 @@ from .config import IngressConfig
 from .engine_host import REPLY_JSON, REPLY_STREAM
 from .prometheus_relay import scrape_ray_metrics
 from .errors import ApiError, error_body
+from .model_server import ModelServer
 from .requests import parse_body, parse_request, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,17 @@ def _sse_error(status: int, message: str) -> str:
 class OpenAIIngress:
     """Constructed by `build_app` with one streaming handle per served model."""
 
-    def __init__(self, models: dict[str, DeploymentHandle], model_cards: list[dict[str, Any]],
-                 ingress: dict[str, Any], api_key_sha256: str | None):
+    async def __init__(self, models: dict[str, DeploymentHandle], model_cards: list[dict[str, Any]],
+                       ingress: dict[str, Any], api_key_sha256: str | None,
+                       local_model: dict[str, Any] | None = None, cache_dir: str | None = None):
         self.cfg = IngressConfig.model_validate(ingress)
         self._handles = {name: h.options(stream=True) for name, h in models.items()}
         self._stats_handles = models
         self._served = list(models)
+        # Colocated: this replica owns the engine itself (no handle hop per chunk).
+        self._local = await ModelServer.create(local_model, cache_dir) if local_model is not None else None
+        if self._local is not None:
+            self._served = [self._local.cfg.name]
         self._cards = model_cards
         self._key_sha = api_key_sha256
         from ray.serve import metrics as serve_metrics
@@ -92,7 +98,10 @@ class OpenAIIngress:
             data = parse_body(await request.body(), self.cfg.max_body_bytes)
             model = resolve_model(data, self._served)
             parsed = parse_request(kind, data)
-            gen = self._handles[model].generate.remote(kind, parsed)
+            if self._local is not None:
+                gen = self._local.generate(kind, parsed)
+            else:
+                gen = self._handles[model].generate.remote(kind, parsed)
             try:
                 head = await gen.__anext__()
             except Exception as exc:
@@ -135,8 +144,11 @@ class OpenAIIngress:
             done = True
             yield _sse_error(503, f"model {model!r} stream interrupted: {type(exc).__name__}; retry the request")
         finally:
-            if not done:
-                gen.cancel()  # client disconnected: cancel the replica call, which aborts the engine request
+            if not done:  # client disconnected: stop the generation, which aborts the engine request
+                if self._local is not None:
+                    await gen.aclose()
+                else:
+                    gen.cancel()
 
     # --- routes --------------------------------------------------------------------------------
     @app.post("/v1/chat/completions")
@@ -158,11 +170,12 @@ class OpenAIIngress:
     @app.get("/health")
     async def health(self) -> Response:
         """200 when every model has a replica whose engine answers; 503 naming those that do not."""
-        names = list(self._stats_handles)
+        names = list(self._served)
 
         async def one(name: str):
             try:
-                return await asyncio.wait_for(self._stats_handles[name].stats.remote(), _HEALTH_TIMEOUT_S)
+                call = self._local.stats() if self._local is not None else self._stats_handles[name].stats.remote()
+                return await asyncio.wait_for(call, _HEALTH_TIMEOUT_S)
             except Exception as exc:
                 return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
@@ -170,6 +183,15 @@ class OpenAIIngress:
         ok = all("error" not in r for r in results.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "models": results},
                             status_code=200 if ok else 503)
+
+    async def check_health(self) -> None:
+        """Ray Serve's replica health check (colocated: a dead engine makes Ray replace this replica)."""
+        if self._local is not None:
+            await self._local.check_health()
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Colocated: the engine's ITL/TTFT window for the autoscaler (see ModelServer)."""
+        return self._local.record_autoscaling_stats() if self._local is not None else {}
 
     @app.get("/metrics")
     async def metrics(self) -> Response:

@@ -51,6 +51,16 @@ class ModelServer:
     """One replica = one vLLM engine. Constructed by Ray Serve with a validated `ModelConfig` dict."""
 
     async def __init__(self, model: dict[str, Any], cache_dir: str):
+        await self.setup(model, cache_dir)
+
+    @classmethod
+    async def create(cls, model: dict[str, Any], cache_dir: str) -> "ModelServer":
+        """The same replica object outside Ray Serve's constructor (the ingress hosts one when colocated)."""
+        self = cls.__new__(cls)
+        await self.setup(model, cache_dir)
+        return self
+
+    async def setup(self, model: dict[str, Any], cache_dir: str) -> None:
         self.cfg = ModelConfig.model_validate(model)
         path = await asyncio.to_thread(resolve_model_source, self.cfg.source, cache_dir)
         self.metrics = ReplicaMetrics(self.cfg.name)

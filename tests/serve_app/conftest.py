@@ -53,8 +53,15 @@ def serve_app(tmp_path_factory):
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ["SPARSE24_TEST_API_KEY"] = API_KEY
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1",
-             _system_config={"metrics_report_interval_ms": 1000}, logging_level="WARNING")
+    for attempt in range(3):  # Ray gives its raylet 30 s to register: not always enough on a busy machine
+        try:
+            ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     _system_config={"metrics_report_interval_ms": 1000}, logging_level="WARNING")
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
         cache = str(tmp_path_factory.mktemp("serve_models"))
