@@ -20,7 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import IngressConfig
-from .engine_host import REPLY_JSON, REPLY_STREAM
+from .engine_host import REPLY_STREAM
 from .prometheus_relay import scrape_ray_metrics
 from .errors import ApiError, error_body
 from .model_server import ModelServer
