@@ -137,3 +137,21 @@ def test_replica_reports_itl_percentiles_for_the_autoscaler(oai, sv):
     assert set(names.ALL_STATS) <= set(snap)
     assert snap[names.ITL_SAMPLES] >= 31
     assert 0 < snap[names.ITL_P50_S] <= snap[names.ITL_P90_S] <= snap[names.ITL_P99_S] < 5.0
+
+
+def test_grafana_dashboard_queries_only_metrics_this_server_exports(http, oai, sv):
+    """Every PromQL metric in k8s/grafana/dashboard.json is exported by the running app (issue 9)."""
+    import importlib.util
+    import pathlib
+    import time
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "k8s" / "tools" / "check_dashboard_metrics.py"
+    spec = importlib.util.spec_from_file_location("check_dashboard_metrics", path)
+    cdm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cdm)
+    oai.completions.create(model=sv.main, prompt="dashboard", max_tokens=8, extra_body={"ignore_eos": True})
+    dashboard = json.loads(cdm.DASHBOARD.read_text())
+    deadline = time.monotonic() + 60  # series appear after Ray's next metrics export
+    while (problems := cdm.live_problems(dashboard, http.get("/metrics").text)) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert problems == []
