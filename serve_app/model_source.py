@@ -32,20 +32,41 @@ def _exclusive(lock_path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _generator_key() -> str:
+    """Hash of the code and data that generate the built-in models: a cached copy made by other code is rebuilt."""
+    import hashlib
+
+    import sparse24.kernels as k
+
+    root = Path(k.__file__).parent
+    files = [root / "tiny_model.py", root / "reference.py", root / "layout.py", root / "data" / "corpus.txt",
+             *sorted((root / "checkpoint").glob("*.py"))]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _is_current(out: Path, key: str) -> bool:
+    marker = out / _DONE_MARKER
+    return marker.is_file() and marker.read_text().strip() == key
+
+
 def _build_once(out: Path, build) -> Path:
-    """Run build(tmp_dir) unless out is complete; publish atomically by rename."""
-    if (out / _DONE_MARKER).is_file():
+    """Run build(tmp_dir) unless out is complete and current; publish atomically by rename."""
+    key = _generator_key()
+    if _is_current(out, key):
         return out
     with _exclusive(out.with_name(out.name + ".lock")):
-        if (out / _DONE_MARKER).is_file():
+        if _is_current(out, key):
             return out
         tmp = out.with_name(out.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         build(tmp)
-        (tmp / _DONE_MARKER).write_text("ok\n")
+        (tmp / _DONE_MARKER).write_text(key + "\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
-        logger.info("created built-in model %s", out)
+        logger.info("created built-in model %s (generator %s)", out, key)
     return out
 
 
