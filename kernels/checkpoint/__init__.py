@@ -1,10 +1,20 @@
-"""2:4 sparse FP8 compressed-tensors checkpoints: write (compress), read (loader), check (inspect)."""
-from .compress import CompressSummary, compress_checkpoint, compress_tensor
-from .config import CheckpointError, SparseFp8Scheme, build_quantization_config, parse_quantization_config
-from .loader import CheckpointReader, SparseFp8Layer, load_sparse_layers
+"""2:4 sparse FP8 compressed-tensors checkpoints: write (compress), read (loader), check (inspect).
 
-__all__ = [
-    "CheckpointError", "CheckpointReader", "CompressSummary", "SparseFp8Layer", "SparseFp8Scheme",
-    "build_quantization_config", "compress_checkpoint", "compress_tensor", "load_sparse_layers",
-    "parse_quantization_config",
-]
+Names are imported lazily: `checkpoint.prune` and `checkpoint.bitmask` need only torch/numpy, so they work where
+compressed-tensors (needed for the config JSON) is not installed, e.g. on the GPU benchmark machine.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "CompressSummary": "compress", "compress_checkpoint": "compress", "compress_tensor": "compress",
+    "CheckpointError": "config", "SparseFp8Scheme": "config", "build_quantization_config": "config",
+    "parse_quantization_config": "config",
+    "CheckpointReader": "loader", "SparseFp8Layer": "loader", "load_sparse_layers": "loader",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

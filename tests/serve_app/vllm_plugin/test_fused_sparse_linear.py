@@ -52,8 +52,14 @@ def test_fused_layer_with_per_tensor_scales_matches_per_shard_reference(name, m,
     assert got.dtype == torch.bfloat16 and got.shape == (m, sum(widths))
     if device == "cpu":
         assert torch.equal(got, expected)
-    else:  # GPU: fp32 accumulation order differs; one bf16 ulp plus a small absolute slack
-        torch.testing.assert_close(got.float(), expected.float(), rtol=1.6e-2, atol=1e-3)
+    else:
+        # GPU: Hopper's FP8 tensor cores accumulate with less than fp32 precision (measured here ~2^-13 of the
+        # sum of |products|), and the order differs. Bound each element by 2^-11 of that L1 sum (4x headroom)
+        # plus one bf16 ulp of the result: a wrong metadata index or scale gives errors of order the L1 sum.
+        xq, s_x = reference.quantize_per_token_fp8(x)
+        l1 = (xq.float().abs() @ w.float().abs().t()) * scale.reshape(1, -1) * s_x
+        bound = l1 * 2.0 ** -11 + expected.float().abs() * 2.0 ** -7 + 1e-6
+        assert torch.all((got.float() - expected.float()).abs() <= bound)
 
 
 def test_per_tensor_to_per_channel_rejects_a_scale_count_that_does_not_match_the_shards():
