@@ -70,20 +70,14 @@ def serve_ours(port: int, config: str, colocate: bool) -> None:
     from ray import serve
 
     from sparse24.serve_app.app import build_app
+    from sparse24.serve_app.local_ray import init_local_ray
 
     args = yaml.safe_load(Path(config).read_text())["applications"][0]["args"]
     args.setdefault("ingress", {})["api_key_env"] = None
     args["ingress"]["colocate_engine"] = colocate
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    for attempt in range(3):  # Ray gives its raylet 30 s to register: not always enough on a busy shared box
-        try:
-            ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    init_local_ray()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name="sparse24-bench", route_prefix="/")

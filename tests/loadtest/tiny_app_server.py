@@ -18,7 +18,6 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-_RAY_START_ATTEMPTS = 2
 
 
 def main() -> None:
@@ -43,19 +42,12 @@ def main() -> None:
     from ray import serve
 
     from sparse24.serve_app.app import build_app
+    from sparse24.serve_app.local_ray import init_local_ray
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    for attempt in range(_RAY_START_ATTEMPTS):  # a busy box can time out Ray's node start-up; try again once
-        try:
-            ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
-            break
-        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for this
-            ray.shutdown()
-            if attempt + 1 == _RAY_START_ATTEMPTS:
-                raise
-            print(f"ray.init failed ({exc}); retrying", flush=True)
+    init_local_ray()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         serve.run(build_app(app_args), name="sparse24-loadtest-e2e", route_prefix="/")

@@ -49,19 +49,12 @@ def serve_app(tmp_path_factory):
     from ray import serve
 
     from sparse24.serve_app.app import build_app
+    from sparse24.serve_app.local_ray import init_local_ray
 
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ["SPARSE24_TEST_API_KEY"] = API_KEY
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    for attempt in range(3):  # Ray gives its raylet 30 s to register: not always enough on a busy machine
-        try:
-            ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1",
-                     _system_config={"metrics_report_interval_ms": 1000}, logging_level="WARNING")
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    init_local_ray(_system_config={"metrics_report_interval_ms": 1000})
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
         cache = str(tmp_path_factory.mktemp("serve_models"))
