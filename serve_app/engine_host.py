@@ -25,10 +25,11 @@ REPLY_JSON = "json"  # (REPLY_JSON, status, body) is the whole answer
 def _engine_namespace(model_path: str, cfg: ModelConfig) -> argparse.Namespace:
     """vLLM's CLI namespace (frontend + engine args, vLLM defaults) with our validated values set."""
     from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.entrypoints.launchers.cli_args import make_arg_parser
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    args = make_arg_parser(FlexibleArgumentParser()).parse_args(["--model", model_path])
+    from . import vllm_compat
+
+    args = vllm_compat.make_arg_parser()(FlexibleArgumentParser()).parse_args(["--model", model_path])
     e = cfg.engine
     values = dict(
         served_model_name=[cfg.name], dtype=e.dtype, max_model_len=e.max_model_len, max_num_seqs=e.max_num_seqs,
@@ -69,9 +70,12 @@ class EngineHost:
         """Create the engine (spawns vLLM's engine-core process) and the OpenAI serving objects."""
         from starlette.datastructures import State
         from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
+
+        from . import vllm_compat
+
+        init_app_state = vllm_compat.init_app_state()
 
         if os.environ.get("VLLM_TARGET_DEVICE", "") == "cpu" or self.cfg.deployment.num_gpus == 0:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg.engine.cpu_kv_cache_gib))
@@ -113,7 +117,9 @@ class EngineHost:
         Closing this generator early (client gone) aborts the request in the engine: vLLM's generator
         `finally` clause calls `abort` on the engine.
         """
-        from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+        from .vllm_compat import error_response_class
+
+        ErrorResponse = error_response_class()
 
         serving = self.chat if kind == "chat" else self.completion
         try:

