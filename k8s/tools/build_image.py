@@ -152,6 +152,36 @@ def make_local_base(docker: str, ref: str = LOCAL_CPU_BASE, suite: str = DEBIAN_
     return ref
 
 
+# Where Debian (and the host) keep locally added trust anchors, e.g. a TLS-intercepting egress proxy's CA.
+HOST_CA_DIR = pathlib.Path("/usr/local/share/ca-certificates")
+_CA_LAYER = """FROM {base}
+COPY *.crt /usr/local/share/ca-certificates/
+RUN update-ca-certificates
+# pip uses its own CA bundle (certifi) unless told otherwise
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+"""
+
+
+def with_host_cas(docker: str, base: str, ca_dir: pathlib.Path = HOST_CA_DIR) -> str:
+    """`base` plus the host's locally added CA certificates (ca_dir/*.crt), as `<base>-hostca`; `base` itself
+    when the host has none. The host reaches PyPI through whatever these CAs vouch for, so the build must
+    trust them too. A layer per build, not part of the cached debootstrap base: such CAs can change."""
+    crts = sorted(ca_dir.glob("*.crt")) if ca_dir.is_dir() else []
+    if not crts:
+        return base
+    ref = f"{base}-hostca"
+    with tempfile.TemporaryDirectory(prefix="sparse24-ca-") as ctx:
+        for c in crts:
+            shutil.copy(c, ctx)
+        (pathlib.Path(ctx) / "Dockerfile").write_text(_CA_LAYER.format(base=base))
+        p = _run([docker, "build", "-q", "-t", ref, ctx], 300, capture_output=True,
+                 env={**os.environ, "DOCKER_BUILDKIT": "1"})
+    if p.returncode != 0:
+        raise RuntimeError(f"adding the host CAs to {base} failed: {p.stderr.strip()[-2000:]}")
+    print(f"{ref}: {base} + host CAs {', '.join(c.name for c in crts)}", file=sys.stderr)
+    return ref
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # the build log shows pip's view of it
         pass
@@ -217,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         base = LOCAL_CPU_BASE
         if a.rebuild_base or not image_exists(docker, base):
             make_local_base(docker, base)
+    base = with_host_cas(docker, base)
     torch_version = dockerfile_arg("TORCH_CPU_VERSION")
     with tempfile.TemporaryDirectory(prefix="sparse24-wheels-", dir="/var/tmp") as wheels:
         srv = None
@@ -226,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "timeout=20)", index.group(1)], 60, capture_output=True).returncode == 0
         if not reachable and local_torch_wheel(torch_version, pathlib.Path(wheels)):
             srv, url = _serve_dir(pathlib.Path(wheels))
-            torch_pip_args = f"--no-index --find-links {url} --trusted-host 127.0.0.1"
+            torch_pip_args = f"--find-links {url} --trusted-host 127.0.0.1"  # its dependencies: PyPI
             print(f"torch {torch_version}: PyTorch index unreachable, serving the host pip's wheel at {url}",
                   file=sys.stderr)
         try:

@@ -12,6 +12,10 @@ TOOLS = REPO / "k8s" / "tools"
 OVERLAYS = REPO / "k8s" / "overlays"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes, not seconds (builds or runs a container image)")
+
+
 def load_tool(name: str):
     """Import k8s/tools/<name>.py (its sibling imports resolve through k8s/tools on sys.path)."""
     if str(TOOLS) not in sys.path:
