@@ -16,9 +16,10 @@ import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # Bounds, so that a hung build or server fails the test instead of CI: a cold build on a 2-core machine
-# took ~8 min (k8s/README.md); the server answers /health in ~40 s there.
+# took ~5.5 min (k8s/README.md); the engine (torch.compile included) answered /health after 177 s there
+# with other jobs on the cores.
 BUILD_TIMEOUT_S = 1800
-HEALTH_TIMEOUT_S = 300
+HEALTH_TIMEOUT_S = 600
 REQUEST_TIMEOUT_S = 120
 CONTAINER_MEMORY = "8g"   # one engine with a 1 GiB KV cache + Ray: ~5 GB (FACTS.md)
 
