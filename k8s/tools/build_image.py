@@ -197,10 +197,18 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _serve_dir(directory: pathlib.Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    """An HTTP server on 127.0.0.1 (ephemeral port) listing `directory` (a pip --find-links page)."""
+# The wheel server's URL is part of a build-arg, hence of the pip layer's cache key: a fixed port keeps an
+# unchanged tree a cache hit (an arbitrary unassigned port; if it is taken, any free one, and pip runs again).
+WHEEL_PORT = 47613
+
+
+def _serve_dir(directory: pathlib.Path, port: int = WHEEL_PORT) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """An HTTP server on 127.0.0.1:port (or a free port) listing `directory` (a pip --find-links page)."""
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError:
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv, f"http://127.0.0.1:{srv.server_address[1]}/"
 

@@ -46,7 +46,7 @@ def test_no_host_ca_layer_without_host_cas(bi, tmp_path):
 
 def test_wheel_folder_is_served_as_a_find_links_page_on_localhost(bi, tmp_path):
     (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"not a real wheel")
-    srv, url = bi._serve_dir(tmp_path)
+    srv, url = bi._serve_dir(tmp_path, port=0)
     try:
         assert url.startswith("http://127.0.0.1:")
         page = urllib.request.urlopen(url, timeout=10).read().decode()
