@@ -125,8 +125,11 @@ def _describe(errors: list[dict]) -> list[str]:
     for err in errors:
         by_loc.setdefault(_clean_loc(err["loc"]), []).append(err)
     lines = []
+    telling_locs = [loc for loc, errs in by_loc.items() if not all(map(_is_branch_type_mismatch, errs))]
     for loc, errs in by_loc.items():
         telling = [e for e in errs if not _is_branch_type_mismatch(e)]
+        if not telling and any(t.startswith(loc + ".") for t in telling_locs):
+            continue  # `prompt: got list, expected str` says nothing once `prompt.0: must be >= 0` is said
         if telling:  # several union branches that each want something else: say all of it, once
             msg = " or ".join(dict.fromkeys(e["msg"] for e in telling))
         else:  # the value's type matches no branch: list what was accepted
