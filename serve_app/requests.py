@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -118,12 +119,12 @@ def _is_branch_type_mismatch(err: dict) -> bool:
     return err["type"].endswith("_type") and any(_INTERNAL_LOC.search(str(p)) for p in err["loc"])
 
 
-def _describe(errors: list[dict]) -> list[str]:
+def _describe(errors: list[dict], prefix: str = "") -> list[str]:
     """One line per bad field, most telling first: for a union field, a branch whose type matched the input
     (`stop: List should have at most 4 items`) beats the branches that did not (`stop: ... valid string`)."""
     by_loc: dict[str, list[dict]] = {}
     for err in errors:
-        by_loc.setdefault(_clean_loc(err["loc"]), []).append(err)
+        by_loc.setdefault(".".join(p for p in (prefix, _clean_loc(err["loc"])) if p), []).append(err)
     lines = []
     telling_locs = [loc for loc, errs in by_loc.items() if not all(map(_is_branch_type_mismatch, errs))]
     for loc, errs in by_loc.items():
@@ -139,17 +140,38 @@ def _describe(errors: list[dict]) -> list[str]:
     return lines
 
 
-def validation_error(exc: ValidationError) -> ApiError:
-    """400 naming the bad fields, in vLLM's server wording (`N validation error(s):` then one per field)."""
+def validation_error(exc: ValidationError, prefix: str = "") -> ApiError:
+    """400 naming the bad fields, in vLLM's server wording (`N validation error(s):` then one per field);
+    `prefix` is the path of the object validated (when it is not the whole body)."""
     errors = exc.errors(include_url=False, include_context=False, include_input=True)
-    lines = _describe(errors)
+    lines = _describe(errors, prefix)
     label = "error" if len(lines) == 1 else "errors"
     shown = lines[:_MAX_REPORTED_ERRORS]
     msg = f"{len(lines)} validation {label}: " + "; ".join(_echo(line) if len(line) > 400 else line for line in shown)
     if len(lines) > len(shown):
         msg += f"; ...and {len(lines) - len(shown)} more"
-    first = _clean_loc(errors[0]["loc"]) if errors and errors[0]["loc"] else None
+    first = ".".join(p for p in (prefix, _clean_loc(errors[0]["loc"]) if errors else "") if p) or None
     return ApiError(400, msg, param=first)
+
+
+def _materialize(value: Any, path: str, depth: int = 0) -> Any:
+    """Replace pydantic's lazy `Iterable[...]` validators (chat content parts, tool calls) by lists, recursively.
+
+    pydantic validates an `Iterable` field only when it is iterated, and its iterator cannot be pickled: left
+    lazy, a bad content part would surface deep in the replica, and a good one could not cross the Ray handle.
+    """
+    if depth > 32:
+        return value
+    if isinstance(value, Iterator):
+        try:
+            value = list(value)
+        except ValidationError as exc:
+            raise validation_error(exc, prefix=path) from None
+    if isinstance(value, list):
+        return [_materialize(v, f"{path}.{i}", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _materialize(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
+    return value
 
 
 def parse_request(kind: str, data: dict[str, Any]) -> Any:
@@ -166,7 +188,10 @@ def parse_request(kind: str, data: dict[str, Any]) -> Any:
     elif kind == "completion" and "prompt" not in data and "prompt_embeds" not in data:
         raise ApiError(400, "`prompt` is required", param="prompt")
     try:
-        return cls.model_validate(data)
+        request = cls.model_validate(data)
+        if getattr(request, "messages", None) is not None:
+            request.messages = _materialize(request.messages, "messages")
+        return request
     except ValidationError as exc:
         raise validation_error(exc) from None
     except RecursionError:

@@ -1,10 +1,12 @@
 """Property: the ingress parser (serve_app/requests.py, with vLLM's real request models) answers any body with a
 parsed request or a 4xx `ApiError` carrying a message — never another exception (which the ingress turns into
-a 500). No Ray, no engine: this is the exact code path the ingress runs before a request reaches a replica.
+a 500) — and a parsed request pickles (it crosses a Ray handle to the replica). No Ray, no engine: this is the
+exact code path the ingress runs before a request reaches a replica.
 """
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 
@@ -31,7 +33,7 @@ def _outcome(body: bytes, kind: str) -> ApiError | None:
     try:
         data = parse_body(body, MAX_BODY, MAX_DEPTH)
         resolve_model(data, SERVED)
-        parse_request(kind, data)
+        request = parse_request(kind, data)
     except ApiError as err:
         assert 400 <= err.status < 500, (err.status, err.message)
         assert isinstance(err.message, str) and err.message.strip(), err
@@ -39,6 +41,7 @@ def _outcome(body: bytes, kind: str) -> ApiError | None:
         body_json = err.body()["error"]
         assert body_json["code"] == err.status and body_json["type"]
         return err
+    pickle.loads(pickle.dumps(request))
     return None
 
 
@@ -50,6 +53,9 @@ _hostile_values = _json_values | st.sampled_from([
     -1, 0, 2**63, -(2**63) - 1, 10**30, 1e308, -1e308, 5e-324, "", " ", "\x00", "\u202e", "ten", [], {}, [[]],
     ["a"] * 500, list(range(300)), [{"role": "user"}], [{"role": "user", "content": None}],
     [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}],
+    [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "nope"}]}],
+    [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    [{"role": "assistant", "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f"}}]}],
     [{"role": "system", "content": "x"}], {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
     {"type": "nope"}, {"include_usage": "maybe"}, "{{ raise('x') }}",
 ])
