@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 _OPEN_PATHS = ("/health", "/metrics", "/ping", "/version")  # probes and scrapes without the API key
 # /health must answer within 1 s even when a replica is dead (a call to it then waits for a replica that is
 # not coming): each model's probe gets this long, all run concurrently.
-_HEALTH_TIMEOUT_S = 0.8
+_HEALTH_TIMEOUT_S = 0.5
 _CARD_TIMEOUT_S = 1.0
 _METRICS_SCRAPE_TIMEOUT_S = 5.0
 # Exported series worth relaying at /metrics: ours (vllm_*, sparse24_*) and Ray Serve's request metrics.
