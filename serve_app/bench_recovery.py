@@ -169,19 +169,28 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(10)
 
 
+def _r(x, nd: int = 1):
+    return "-" if x is None else round(x, nd)
+
+
 def _markdown(doc: dict) -> str:
     m = doc["machine"]
+    after = doc.get("loadavg_after")
     lines = ["# Cold start and recovery of `serve run deploy/config.yaml` (CPU)", "",
              f"- Date (UTC): {doc['date_utc']}; machine: {m['cpu']}, {m['cores']} cores (shared VM, noisy), no GPU; "
-             f"load average before: {', '.join(f'{x:.1f}' for x in m['loadavg'])}",
-             f"- vLLM {m['vllm']}, Ray {m['ray']}, torch {m['torch']}", f"- Command: `{doc['command']}`", "",
-             f"Cold start (fresh model cache, fresh vLLM cache): first streamed token **{doc['cold_first_token_s']} s**"
+             f"load average (1/5/15 min) before: {', '.join(f'{x:.1f}' for x in m['loadavg'])}"
+             + (f"; after: {', '.join(f'{x:.1f}' for x in after)}" if after else ""),
+             f"- vLLM {m['vllm']}, Ray {m['ray']}, torch {m['torch']}; config: `{doc['config']}`",
+             f"- Bench: `{doc['bench_command']}`; server: `serve {doc['command']}` (the config with port, model "
+             "cache and auth changed, own Ray)", "",
+             f"Cold start (fresh model cache, fresh vLLM cache): first streamed token **{_r(doc['cold_first_token_s'])} s**"
              " after `serve run`.", "",
-             "| trial | streams ended (s after kill -9) | how | service back (s) | slowest /health (s) |",
+             "| trial | streams ended (s after kill -9) | how | service back (s after kill -9) | slowest /health (s) |",
              "|---|---|---|---|---|"]
     for i, t in enumerate(doc["trials"]):
-        lines.append(f"| {i} | {t['streams_ended']}/{t['streams']} in {t['streams_ended_within_s']} | "
-                     f"{', '.join(t['stream_end_kinds'])} | {t['service_back_s']} | {t['health_slowest_answer_s']} |")
+        lines.append(f"| {i} | {t['streams_ended']}/{t['streams']} within {_r(t['streams_ended_within_s'], 2)} | "
+                     f"{', '.join(t['stream_end_kinds'])} | {_r(t['service_back_s'])} | "
+                     f"{_r(t['health_slowest_answer_s'], 2)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -193,11 +202,16 @@ def main() -> None:
     ap.add_argument("--cold-deadline-s", type=float, default=300)
     ap.add_argument("--recovery-deadline-s", type=float, default=180)
     ap.add_argument("--out", default=None, help="write OUT.json and OUT.md (path without suffix)")
+    ap.add_argument("--markdown-from", default=None, help=argparse.SUPPRESS)  # re-render OUT.md from a JSON
     a = ap.parse_args()
+    if a.markdown_from:
+        print(_markdown(json.loads(Path(a.markdown_from).read_text())))
+        return
     started = datetime.now(timezone.utc)
     machine = _machine()
     log = Path(tempfile.gettempdir()) / f"sparse24_serve_run_{a.port}.log"
     res = run(a.config, a.port, a.trials, a.cold_deadline_s, a.recovery_deadline_s, log)
+    res["loadavg_after"] = os.getloadavg()
     doc = {"what": "cold start and recovery after kill -9 of the engine replica", "machine": machine,
            "date_utc": started.isoformat(timespec="seconds"), "serve_run_log": str(log),
            "bench_command": "python -m sparse24.serve_app.bench_recovery " + " ".join(sys.argv[1:]), **res}

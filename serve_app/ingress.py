@@ -31,8 +31,10 @@ from .requests import parse_body, parse_request, resolve_model
 logger = logging.getLogger(__name__)
 _OPEN_PATHS = ("/health", "/metrics", "/ping", "/version")  # probes and scrapes without the API key
 # /health must answer within 1 s even when a replica is dead (a call to it then waits for a replica that is
-# not coming): each model's probe gets this long, all run concurrently.
+# not coming): it answers from a background probe of every model, run this often, each probe this long.
+_HEALTH_PROBE_PERIOD_S = 0.5
 _HEALTH_TIMEOUT_S = 0.5
+_HEALTH_STALE_S = 3.0  # a probe result older than this (the loop is stuck) counts as unavailable
 _CARD_TIMEOUT_S = 1.0
 _METRICS_SCRAPE_TIMEOUT_S = 5.0
 # Exported series worth relaying at /metrics: ours (vllm_*, sparse24_*) and Ray Serve's request metrics.
@@ -83,6 +85,8 @@ class OpenAIIngress:
         self._cards = {c["id"]: _vllm_card(c) for c in model_cards}
         self._replica_cards: dict[str, dict[str, Any]] = {}  # vLLM's own cards, once a replica reported them
         self._key_sha = api_key_sha256
+        self._health: tuple[float | None, dict[str, Any]] = (None, {})
+        self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop())
         from ray.serve import metrics as serve_metrics
 
         self._errors = serve_metrics.Counter(
@@ -216,18 +220,32 @@ class OpenAIIngress:
         return JSONResponse({"object": "list", "data": list(cards)})
 
     @app.get("/health")
+    async def _probe(self, name: str) -> dict[str, Any]:
+        try:
+            call = self._local.stats() if self._local is not None else self._stats_handles[name].stats.remote()
+            return await asyncio.wait_for(call, _HEALTH_TIMEOUT_S)
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"[:300] or "no answer"}
+
+    async def _probe_loop(self) -> None:
+        """Keep each model's last probe result, so /health never waits on a replica that may be dead."""
+        while True:
+            names = list(self._served)
+            results = await asyncio.gather(*(self._probe(n) for n in names))
+            self._health = (asyncio.get_running_loop().time(), dict(zip(names, results)))
+            await asyncio.sleep(_HEALTH_PROBE_PERIOD_S)
+
+    @app.get("/health")
     async def health(self) -> Response:
-        """200 when every model has a replica whose engine answers; 503 naming those that do not."""
-        names = list(self._served)
-
-        async def one(name: str):
-            try:
-                call = self._local.stats() if self._local is not None else self._stats_handles[name].stats.remote()
-                return await asyncio.wait_for(call, _HEALTH_TIMEOUT_S)
-            except Exception as exc:
-                return {"error": f"{type(exc).__name__}: {exc}"[:300]}
-
-        results = dict(zip(names, await asyncio.gather(*(one(n) for n in names))))
+        """200 when every model has a replica whose engine answered the last probe (<= ~1 s old); 503 naming
+        those that did not. Answers at once from the background probe's result."""
+        if self._probe_task.done():  # cannot happen (the loop catches everything), but never serve a dead probe
+            self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop())
+        stamp, results = self._health
+        age_s = asyncio.get_running_loop().time() - stamp if stamp is not None else None
+        if age_s is None or age_s > _HEALTH_STALE_S:  # first call, or the probe loop is stuck
+            results = {n: {"error": "no probe result yet" if age_s is None else f"last probe {age_s:.1f} s old"}
+                       for n in self._served}
         ok = all("error" not in r for r in results.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "models": results},
                             status_code=200 if ok else 503)
