@@ -219,7 +219,6 @@ class OpenAIIngress:
         cards = await asyncio.gather(*(self._card(n) for n in self._served))
         return JSONResponse({"object": "list", "data": list(cards)})
 
-    @app.get("/health")
     async def _probe(self, name: str) -> dict[str, Any]:
         try:
             call = self._local.stats() if self._local is not None else self._stats_handles[name].stats.remote()
