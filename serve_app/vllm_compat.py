@@ -78,7 +78,7 @@ def model_card_classes() -> tuple[type, type]:
 
 def serving_tokenization(state: Any) -> Any:
     """The tokenization serving object `init_app_state` left on `state` (`/tokenize`, `/detokenize`)."""
-    for name in ("serving_tokenization", "openai_serving_tokenization"):  # 0.26 and 0.32, older spelling
+    for name in ("serving_tokenization", "openai_serving_tokenization"):  # 0.26 and 0.32; vLLM before 0.26
         if getattr(state, name, None) is not None:
             return getattr(state, name)
     raise ImportError(f"this vLLM's init_app_state built no tokenization serving; supported: {SUPPORTED_VLLM}")
