@@ -40,7 +40,7 @@ def _model_set(args) -> int:
     from .model_set import make_model_set
 
     manifest = make_model_set(args.out_dir, args.shape, args.seed, args.device, tuple(args.variants),
-                              progress=not args.quiet)
+                              progress=not args.quiet, layers=args.layers)
     for name, step in manifest["steps"].items():
         print(f"{name:15s} {step['seconds']:7.1f} s  {step['bytes'] / 2**30:7.2f} GiB  {manifest['variants'][name]}")
     print(f"total {manifest['total_seconds']} s on {manifest['device']} ({manifest['note']})")
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--device", default="auto", help="where weights are generated and compressed (default: GPU if any)")
     m.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    m.add_argument("--layers", type=int, help="8B shape with fewer decoder layers (numerics checks)")
     m.add_argument("--quiet", action="store_true")
     m.set_defaults(fn=_model_set)
 

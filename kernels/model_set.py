@@ -23,12 +23,14 @@ def _dir_bytes(path: Path) -> int:
 
 
 def make_model_set(out_root: str | Path, shape: str = "llama-3.1-8b", seed: int = 0, device: str = "auto",
-                   variants: tuple[str, ...] = VARIANTS, progress: bool = True) -> dict:
+                   variants: tuple[str, ...] = VARIANTS, progress: bool = True, layers: int | None = None) -> dict:
     """Write the model set under out_root; returns (and writes) the manifest. Existing variant folders are redone."""
     from .checkpoint import compress_checkpoint
     from .checkpoint.compress import resolve_device
     from .tiny_model import TinyLlamaSpec, make_tiny_llama, write_llama_8b_config, write_random_weights
 
+    if layers is not None and (shape == "tiny" or not 1 <= layers <= 32):
+        raise ValueError(f"--layers {layers}: only for the 8B shape, 1..32")
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -44,7 +46,7 @@ def make_model_set(out_root: str | Path, shape: str = "llama-3.1-8b", seed: int 
     if shape == "tiny":
         make_tiny_llama(dense, TinyLlamaSpec(seed=seed))
     else:
-        write_llama_8b_config(dense)
+        write_llama_8b_config(dense, num_hidden_layers=layers)
         write_random_weights(dense, seed=seed, device=dev.type, progress=progress)
     steps["bf16"] = {"seconds": round(time.perf_counter() - t0, 1), "bytes": _dir_bytes(dense)}
 
@@ -57,7 +59,7 @@ def make_model_set(out_root: str | Path, shape: str = "llama-3.1-8b", seed: int 
         compress_checkpoint(dense, root / name, progress=progress, device=str(dev), **kwargs)
         steps[name] = {"seconds": round(time.perf_counter() - t0, 1), "bytes": _dir_bytes(root / name)}
     manifest = {
-        "shape": shape, "seed": seed, "device": str(dev), "variants": {k: str(root / k) for k in steps},
+        "shape": shape, "layers": layers, "seed": seed, "device": str(dev), "variants": {k: str(root / k) for k in steps},
         "steps": steps, "total_seconds": round(sum(s["seconds"] for s in steps.values()), 1),
         "note": "random weights: no quality signal; for speed and numerics only" if shape != "tiny" else
                 "deterministic tiny random model: no quality signal",

@@ -104,12 +104,18 @@ def make_tiny_llama(out_dir: str | Path, spec: TinyLlamaSpec | None = None) -> P
     return out
 
 
-def write_llama_8b_config(out_dir: str | Path) -> Path:
-    """Write a Llama-3.1-8B-shaped config.json plus the local tokenizer (no weights) to out_dir."""
+def write_llama_8b_config(out_dir: str | Path, num_hidden_layers: int | None = None) -> Path:
+    """Write a Llama-3.1-8B-shaped config.json plus the local tokenizer (no weights) to out_dir.
+
+    `num_hidden_layers` keeps every 8B matrix shape but fewer decoder layers (numerics at the real GEMM shapes
+    without 32 layers of a random network amplifying every rounding difference)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out, 1024)
-    config = _llama_config(tokenizer, **LLAMA_31_8B)
+    dims = dict(LLAMA_31_8B)
+    if num_hidden_layers is not None:
+        dims["num_hidden_layers"] = int(num_hidden_layers)
+    config = _llama_config(tokenizer, **dims)
     config.vocab_size = LLAMA_31_8B["vocab_size"]  # 8B's real vocabulary size: lm_head cost matters for speed
     config.dtype = "bfloat16"
     config.save_pretrained(out)

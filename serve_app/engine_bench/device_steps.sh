@@ -26,7 +26,8 @@ shim() {  # our package from this checkout, before the wheel is installed
   export PYTHONPATH=/tmp/shim:/tmp/site
 }
 vw_env() {
-  export PYTHONPATH=$HOME/vw-site:/tmp/shim VLLM_USE_FLASHINFER_SAMPLER=0
+  # pip --target puts console scripts (ray, serve, vllm) in vw-site/bin.
+  export PYTHONPATH=$HOME/vw-site:/tmp/shim VLLM_USE_FLASHINFER_SAMPLER=0 PATH=$HOME/vw-site/bin:$PATH
   [ -f kernels/_build/libsparse24_fp8.so ] && export SPARSE24_LIB=$PWD/kernels/_build/libsparse24_fp8.so
   [ -f /root/s24lib/libsparse24_fp8.so ] && export SPARSE24_LIB=/root/s24lib/libsparse24_fp8.so
   true
@@ -112,7 +113,7 @@ report)
 serve)
   vw_env
   # The app is built inside the cluster: the model path and backend must be in the raylet's environment.
-  export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 SPARSE24_MODEL=$M8/sparse24 SPARSE24_BACKEND=cutlass
+  export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 SPARSE24_MODEL=$M8/sparse24-dense SPARSE24_BACKEND=cutlass
   ray start --head --include-dashboard=false --num-cpus=16 --num-gpus=1 --disable-usage-stats > "$OUT/ray_start.log" 2>&1
   t0=$(date +%s)
   RAY_ADDRESS=auto timeout 400 serve run deploy/h200.yaml > "$OUT/serve_run.log" 2>&1 &
