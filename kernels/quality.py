@@ -70,7 +70,8 @@ def load_sparse_checkpoint_as_hf(model_dir: str | Path, mode: str = "sparse-fp8"
 def load_dense_hf(model_dir: str | Path, dtype=torch.bfloat16, device: str = "cpu"):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, device_map=device).eval()
+    # .to(), not device_map: device_map needs `accelerate`, which the CPU install does not have.
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
 
 
 @torch.no_grad()

@@ -9,6 +9,8 @@
 #   bash serve_app/engine_bench/device_steps.sh tiny       # tiny model numerics: vLLM+kernels vs reference
 #   bash serve_app/engine_bench/device_steps.sh redhat     # 8B sparse, RedHatAI `dense` layout: logprobs only
 #   bash serve_app/engine_bench/device_steps.sh serve      # serve run deploy/h200.yaml with the 8B sparse model
+#   bash serve_app/engine_bench/device_steps.sh shallow    # 8B-width, 2-layer model: engine vs reference numerics
+#   bash serve_app/engine_bench/device_steps.sh profile    # torch.profiler of one single-stream request, each variant
 #   bash serve_app/engine_bench/device_steps.sh report     # Tables 3/4 + numerics reports
 #   bash serve_app/engine_bench/device_steps.sh pack       # everything so far -> $OUT/s24_results.tgz
 # Several steps may be given at once. SPARSE24_COMMIT names the commit (the copy there has no .git).
@@ -88,6 +90,31 @@ redhat)
   log "redhat layout rc=$?"
   cp $W/ref_sparse24_sparse-fp8.json $W/ref_sparse24-dense_sparse-fp8.json; cp $W/ref_sparse24_dequantized.json $W/ref_sparse24-dense_dequantized.json
   ;;
+shallow)
+  # Every GEMM at its real 8B shape, but 2 decoder layers: a random 32-layer network amplifies any rounding
+  # difference until end-to-end log-probabilities cannot tell a kernel error from rounding (REPORT 2026-11-30).
+  vw_env; M2=/root/m8b2; T=$W/shallow; mkdir -p $T
+  python3 -m sparse24.kernels.cli model-set $M2 --shape llama-3.1-8b --layers 2 --variants sparse24 sparse24-dense --quiet 2>&1 | tail -5 | tee -a "$OUT/steps.log"
+  for v in bf16 sparse24; do
+    SPARSE24_BACKEND=$([ $v = sparse24 ] && echo cutlass || echo auto) timeout 300 python3 -m sparse24.serve_app.engine_bench.run_engine \
+      --variant $v --model $M2/$v --out $T --seqs $W/seqs8b.json --jobs logprobs greedy > "$OUT/shallow_engine_$v.log" 2>&1
+    log "shallow engine $v rc=$?"
+  done
+  python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M2/bf16 --mode dense --device cuda --seqs $W/seqs8b.json --out $T/ref_bf16_dense.json --greedy-from $T/engine_bf16.json
+  for mode in sparse-fp8 dequantized; do
+    python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M2/sparse24-dense --mode $mode --device cuda --seqs $W/seqs8b.json \
+      --out $T/ref_sparse24_$mode.json --greedy-from $T/engine_sparse24.json
+  done
+  python3 -m sparse24.serve_app.engine_bench.numerics report --dir $T --out "$OUT/numerics_8b_2layers.json" 2>&1 | tee -a "$OUT/steps.log"
+  ;;
+profile)
+  vw_env
+  for v in bf16 fp8 sparse24; do
+    SPARSE24_BACKEND=$([ $v = sparse24 ] && echo cutlass || echo auto) timeout 300 python3 -m sparse24.serve_app.engine_bench.run_engine \
+      --variant $v --model $M8/$v --out "$RES" --jobs profile > "$OUT/profile_$v.log" 2>&1
+    log "profile $v rc=$? $(grep -E '^\[' "$OUT/profile_$v.log" | tail -2 | tr '\n' ';')"
+  done
+  ;;
 tiny)
   vw_env; T=$W/tiny; mkdir -p $T
   for v in bf16 sparse24; do
@@ -132,7 +159,7 @@ serve)
   ;;
 pack)
   cp "$OUT/steps.log" "$DEST/" 2>/dev/null
-  tar czf "$DEST/s24_results.tgz" -C /root s24res s24logs $(cd /root && ls -d s24work/tiny 2>/dev/null)
+  tar czf "$DEST/s24_results.tgz" -C /root s24res s24logs $(cd /root && ls -d s24work/tiny s24work/shallow 2>/dev/null)
   ls -la "$DEST"
   ;;
 *) echo "unknown step $step"; exit 2 ;;

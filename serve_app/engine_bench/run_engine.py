@@ -9,6 +9,9 @@ Jobs, each timed like vLLM's own benchmarks and reusing their pieces:
 * throughput  every request of a use case submitted at once (`vllm bench throughput`: its `_run_vllm_requests`
               over `SampleRequest`s): elapsed seconds, requests/s, output and total tokens/s.
 * logprobs    teacher-forced prompt log-probabilities of given sequences (numerics check, see logprobs.py).
+* profile     torch.profiler over one single-stream request (512 prompt / 64 output tokens): where a decode
+              step's time goes, by kernel. Needs the engine in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0,
+              set by this job), so run it as its own invocation, not beside timed jobs.
 * greedy      greedy continuations (32 tokens) of the first 8 tokens of each sequence: the reference then
               scores them, to tell near-ties from real differences where greedy paths part.
 The engine is built once per variant (load + torch.compile + CUDA graph capture are minutes on 8B) with the
@@ -27,7 +30,8 @@ import numpy as np
 
 from .tables_config import TablesConfig, load_tables_config
 
-JOBS = ("logprobs", "greedy", "latency", "throughput")
+JOBS = ("logprobs", "greedy", "latency", "throughput", "profile")
+PROFILE_PROMPT, PROFILE_TOKENS = 512, 64
 GREEDY_PROMPT_TOKENS, GREEDY_NEW_TOKENS = 8, 32
 
 
@@ -112,6 +116,32 @@ def run_greedy(llm, seqs_path: Path, log) -> dict:
     return {"prompt_tokens": GREEDY_PROMPT_TOKENS, "sequences": full}
 
 
+def run_profile(llm, log, top: int = 25) -> dict:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from vllm import SamplingParams
+
+    prompt = _prompts(1, PROFILE_PROMPT, seed=4)
+    params = SamplingParams(ignore_eos=True, max_tokens=PROFILE_TOKENS)
+    llm.generate(prompt, params, use_tqdm=False)  # warm
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        llm.generate(prompt, params, use_tqdm=False)
+    wall = time.perf_counter() - t0
+    device = torch.cuda.is_available()
+    rows = []
+    for e in prof.key_averages():
+        t = (e.device_time_total if device else e.self_cpu_time_total) / 1e3  # ms
+        if t > 0:
+            rows.append({"name": e.key[:160], "calls": e.count, "total_ms": round(t, 3)})
+    rows.sort(key=lambda r: -r["total_ms"])
+    total = sum(r["total_ms"] for r in rows)
+    log(f"profile: {wall:.3f} s wall, {total:.1f} ms {'device' if device else 'cpu self'} time in {len(rows)} ops")
+    return {"prompt_tokens": PROFILE_PROMPT, "output_tokens": PROFILE_TOKENS, "wall_s": wall,
+            "time_kind": "device" if device else "cpu_self", "total_ms": total, "top": rows[:top]}
+
+
 def _engine_meta(llm, load_s: float) -> dict:
     vc = llm.llm_engine.vllm_config
     sched, comp = vc.scheduler_config, vc.compilation_config
@@ -158,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{args.variant}] {msg}", flush=True)
 
+    if "profile" in args.jobs:
+        if len(args.jobs) > 1:
+            p.error("--jobs profile runs alone (it puts the engine in this process)")
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        out_path = out_dir / f"profile_{args.variant}.json"
+
     from vllm import LLM
 
     from sparse24.loadtest.report import run_metadata
@@ -171,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"variant": args.variant, "model": args.model, "meta": meta, "engine_kwargs": engine_kwargs,
               "engine": _engine_meta(llm, load_s), "config": cfg.model_dump()}
     runners = {"logprobs": lambda: run_logprobs(llm, args.seqs, log), "greedy": lambda: run_greedy(llm, args.seqs, log),
-               "latency": lambda: run_latency(llm, cfg, log),
+               "profile": lambda: run_profile(llm, log), "latency": lambda: run_latency(llm, cfg, log),
                "throughput": lambda: run_throughput(llm, cfg, log)}
     for job in JOBS:  # fixed order: cheap numerics first, so a later failure keeps them
         if job in args.jobs:
