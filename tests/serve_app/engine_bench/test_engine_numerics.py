@@ -58,3 +58,11 @@ def test_run_engine_refuses_bad_arguments(tmp_path):
     assert proc.returncode == 2 and "need --seqs" in proc.stderr
     proc = subprocess.run(cmd[:-2] + ["--jobs", "latency"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no config.json" in proc.stderr
+
+
+def test_profile_job_must_run_alone(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    cmd = [sys.executable, "-m", "sparse24.serve_app.engine_bench.run_engine", "--variant", "x", "--model",
+           str(tmp_path), "--out", str(tmp_path / "o"), "--jobs", "profile", "latency"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "runs alone" in proc.stderr
