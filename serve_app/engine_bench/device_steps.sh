@@ -101,6 +101,9 @@ shallow)
     log "shallow engine $v rc=$?"
   done
   python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M2/bf16 --mode dense --device cuda --seqs $W/seqs8b.json --out $T/ref_bf16_dense.json --greedy-from $T/engine_bf16.json
+  # the same references in fp32: the rounding floor the report widens its bounds to (logprobs.compare)
+  python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M2/bf16 --mode dense --device cuda --dtype float32 --seqs $W/seqs8b.json --out $T/ref_bf16_dense_fp32.json
+  python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M2/sparse24-dense --mode sparse-fp8 --device cuda --dtype float32 --seqs $W/seqs8b.json --out $T/ref_sparse24_sparse-fp8_fp32.json
   for mode in sparse-fp8 dequantized; do
     python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M2/sparse24-dense --mode $mode --device cuda --seqs $W/seqs8b.json \
       --out $T/ref_sparse24_$mode.json --greedy-from $T/engine_sparse24.json

@@ -16,6 +16,10 @@ cannot match the reference as closely as a bf16 engine matches bf16. On top, bot
 * mean |lp_engine - lp_ref| <= MEAN_ABS_NATS (0.02: a 2% probability error on average) and
   p99 <= P99_ABS_NATS (0.1);
 * no top-1 disagreement except at near-ties (the reference's top-2 margin below NEAR_TIE_NATS).
+When the reference was also run in fp32 (`ref_fp32`), the bounds widen to FLOOR_MULTIPLE x the reference's own
+bf16-vs-fp32 difference where that is larger: an engine in bf16 cannot be held closer to a bf16 reference than
+the reference is to itself in fp32. This matters for deep random models: at the Llama-3.1-8B width a random
+layer has a gain of ~1.3 and rounding differences grow layer by layer (rounding_floor.py).
 Reported beside them, for scale: the effect of FP8 activation quantization itself on the reference,
 |lp(fp8 activations) - lp(same weights, unquantized activations)|, and the dense bf16 engine's error vs its own
 reference (the floor any bf16 engine has).
@@ -29,6 +33,7 @@ import torch
 
 MEAN_ABS_NATS = 0.02
 P99_ABS_NATS = 0.1
+FLOOR_MULTIPLE = 2.0
 NEAR_TIE_NATS = 0.1  # a top-1 disagreement is accepted only where the reference's top-2 margin is below this
 
 
@@ -94,6 +99,7 @@ class Comparison:
     top1_agree: float
     top1_disagree_outside_ties: int
     quant_effect_mean_abs: float | None
+    rounding_floor_mean_abs: float | None
     tolerance_mean_abs: float
     tolerance_p99_abs: float
     ok: bool
@@ -103,22 +109,31 @@ class Comparison:
 
 
 def compare(engine: list[PositionScores], ref: list[PositionScores],
-            ref_unquantized: list[PositionScores] | None = None) -> Comparison:
+            ref_unquantized: list[PositionScores] | None = None,
+            ref_fp32: list[PositionScores] | None = None) -> Comparison:
     """Engine vs reference on the same sequences (bounds in the module docstring); `ref_unquantized` adds the
-    FP8-activation effect for scale."""
+    FP8-activation effect for scale; `ref_fp32` (the same reference in fp32) sets the rounding floor."""
     d = (_flat(engine, "actual") - _flat(ref, "actual")).abs()
     quant = None
     if ref_unquantized is not None:
         quant = float((_flat(ref, "actual") - _flat(ref_unquantized, "actual")).abs().mean())
+    tol_mean, tol_p99, near_tie, floor = MEAN_ABS_NATS, P99_ABS_NATS, NEAR_TIE_NATS, None
+    if ref_fp32 is not None:
+        f = (_flat(ref, "actual") - _flat(ref_fp32, "actual")).abs()
+        floor = float(f.mean())
+        tol_mean = max(tol_mean, FLOOR_MULTIPLE * floor)
+        tol_p99 = max(tol_p99, FLOOR_MULTIPLE * float(torch.quantile(f, 0.99)))
+        near_tie = max(near_tie, float(torch.quantile(f, 0.99)))
     e1, r1, margin = _flat(engine, "top1"), _flat(ref, "top1"), _flat(ref, "margin")
     disagree = e1 != r1
-    outside = int((disagree & ~(margin < NEAR_TIE_NATS)).sum())
+    outside = int((disagree & ~(margin < near_tie)).sum())
     mean_abs, p99 = float(d.mean()), float(torch.quantile(d, 0.99))
-    ok = outside == 0 and mean_abs <= MEAN_ABS_NATS and p99 <= P99_ABS_NATS
+    ok = outside == 0 and mean_abs <= tol_mean and p99 <= tol_p99
     return Comparison(
         positions=int(d.numel()), mean_abs=mean_abs, p99_abs=p99, max_abs=float(d.max()),
         top1_agree=float((~disagree).double().mean()), top1_disagree_outside_ties=outside,
-        quant_effect_mean_abs=quant, tolerance_mean_abs=MEAN_ABS_NATS, tolerance_p99_abs=P99_ABS_NATS, ok=ok)
+        quant_effect_mean_abs=quant, rounding_floor_mean_abs=floor, tolerance_mean_abs=tol_mean,
+        tolerance_p99_abs=tol_p99, ok=ok)
 
 
 def scores_to_json(scores: list[PositionScores]) -> list[dict]:

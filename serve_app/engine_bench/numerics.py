@@ -5,7 +5,8 @@
            --out ref.json [--device cuda] [--greedy-from engine_sparse24.json]
     python -m sparse24.serve_app.engine_bench.numerics report --dir RESULTS_DIR --out numerics.json
 
-`ref` modes: `sparse-fp8` (the product's math on the reference path), `dequantized` (same weights, activations
+`ref --dtype float32` writes the same reference in fp32: name it ref_<variant>_<mode>_fp32.json and the report uses
+it as the rounding floor (logprobs.compare). `ref` modes: `sparse-fp8` (the product's math on the reference path), `dequantized` (same weights, activations
 not quantized: isolates the FP8-activation effect), `dense` (a dense bf16 checkpoint, for the bf16 engine).
 File names the report expects in --dir: engine_<variant>.json (run_engine.py, jobs logprobs/greedy) and
 ref_<variant>_<mode>.json.
@@ -86,7 +87,8 @@ def _read(path: Path) -> dict | None:
 def cmd_report(args) -> int:
     d = Path(args.dir)
     report: dict = {"tolerance": {"mean_abs_nats": lp.MEAN_ABS_NATS, "p99_abs_nats": lp.P99_ABS_NATS,
-                                  "near_tie_nats": lp.NEAR_TIE_NATS}, "checks": {}}
+                                  "near_tie_nats": lp.NEAR_TIE_NATS, "floor_multiple": lp.FLOOR_MULTIPLE},
+                    "checks": {}}
     for engine_file in sorted(d.glob("engine_*.json")):
         variant = engine_file.stem[len("engine_"):]
         eng = _read(engine_file)
@@ -96,14 +98,18 @@ def cmd_report(args) -> int:
         sparse = _read(d / f"ref_{variant}_sparse-fp8.json")
         if sparse:
             unq = _read(d / f"ref_{variant}_dequantized.json")
+            f32 = _read(d / f"ref_{variant}_sparse-fp8_fp32.json")
             cmp = lp.compare(e_scores, lp.scores_from_json(sparse["scores"]),
-                             lp.scores_from_json(unq["scores"]) if unq else None)
+                             lp.scores_from_json(unq["scores"]) if unq else None,
+                             lp.scores_from_json(f32["scores"]) if f32 else None)
             entry = {"reference": "sparse-fp8", **cmp.to_dict(), "engine": eng.get("engine"), "meta": eng.get("meta")}
         else:
             dense = _read(d / f"ref_{variant}_dense.json")
             if not dense:
                 continue
-            cmp = lp.compare(e_scores, lp.scores_from_json(dense["scores"]))
+            f32 = _read(d / f"ref_{variant}_dense_fp32.json")
+            cmp = lp.compare(e_scores, lp.scores_from_json(dense["scores"]), None,
+                             lp.scores_from_json(f32["scores"]) if f32 else None)
             entry = {"reference": "dense", **cmp.to_dict(), "engine": eng.get("engine"), "meta": eng.get("meta")}
         ref = sparse or _read(d / f"ref_{variant}_dense.json")
         if ref and "greedy_scores" in ref and "greedy" in eng:
@@ -114,7 +120,8 @@ def cmd_report(args) -> int:
         quant = c["quant_effect_mean_abs"]
         print(f"{v:16s} vs {c['reference']:10s}: mean|dlp| {c['mean_abs']:.4f} (<= {c['tolerance_mean_abs']})"
               f"  p99 {c['p99_abs']:.4f} (<= {c['tolerance_p99_abs']})"
-              + (f"  [fp8-activation effect {quant:.4f}]" if quant is not None else "") + f"  max {c['max_abs']:.4f}  top1 {c['top1_agree']:.1%}"
+              + (f"  [fp8-activation effect {quant:.4f}]" if quant is not None else "")
+              + (f"  [bf16-vs-fp32 floor {c['rounding_floor_mean_abs']:.4f}]" if c["rounding_floor_mean_abs"] else "") + f"  max {c['max_abs']:.4f}  top1 {c['top1_agree']:.1%}"
               f"  non-tie flips {c['top1_disagree_outside_ties']}  {'OK' if c['ok'] else 'FAIL'}"
               + (f"  greedy worst gap {c['greedy']['worst_gap_nats']:.4f}" if "greedy" in c else ""))
     return 0 if all(c["ok"] for c in report["checks"].values()) else 1

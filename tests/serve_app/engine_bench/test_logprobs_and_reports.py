@@ -96,3 +96,12 @@ def test_tables_config_refuses_a_use_case_longer_than_the_context():
         TablesConfig.model_validate({"engine": {"max_model_len": 100}, "use_cases": [
             {"name": "x", "prompt_tokens": 90, "output_tokens": 20, "throughput_requests": 1}]})
     assert math.isnan(tables_report._geomean([]))
+
+
+def test_an_fp32_reference_widens_the_bounds_to_the_rounding_floor():
+    ref = _scores([-3.0, -2.0, -5.0, -1.0], [1, 2, 3, 4], margin=[0.3, 0.3, 0.15, 0.3])
+    engine = _scores([-3.1, -2.1, -4.9, -0.9], [1, 2, 9, 4])
+    assert not lp.compare(engine, ref).ok
+    fp32 = _scores([-3.2, -1.8, -5.2, -1.2], [1, 2, 3, 4])
+    c = lp.compare(engine, ref, ref_fp32=fp32)
+    assert c.ok and c.rounding_floor_mean_abs == pytest.approx(0.2) and c.tolerance_mean_abs == pytest.approx(0.4)
