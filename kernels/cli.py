@@ -30,9 +30,20 @@ def _compress(args) -> int:
     from .checkpoint import compress_checkpoint
 
     summary = compress_checkpoint(args.model_dir, args.out_dir, args.format, args.pruner,
-                                  ignore=args.ignore, progress=not args.quiet)
+                                  ignore=args.ignore, progress=not args.quiet, scheme=args.scheme, device=args.device)
     print(summary.render())
     print(f"wrote {args.out_dir}")
+    return 0
+
+
+def _model_set(args) -> int:
+    from .model_set import make_model_set
+
+    manifest = make_model_set(args.out_dir, args.shape, args.seed, args.device, tuple(args.variants),
+                              progress=not args.quiet, layers=args.layers)
+    for name, step in manifest["steps"].items():
+        print(f"{name:15s} {step['seconds']:7.1f} s  {step['bytes'] / 2**30:7.2f} GiB  {manifest['variants'][name]}")
+    print(f"total {manifest['total_seconds']} s on {manifest['device']} ({manifest['note']})")
     return 0
 
 
@@ -77,8 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sparsity format on disk (dense: 2:4 zeros stored densely, like the RedHatAI models)")
     c.add_argument("--pruner", default="magnitude", help="2:4 pruning method (default: magnitude)")
     c.add_argument("--ignore", nargs="*", default=None, help="module names left dense (default: lm_head)")
+    c.add_argument("--scheme", choices=["sparse24", "fp8-dynamic"], default="sparse24",
+                   help="sparse24: 2:4 prune + FP8 (default); fp8-dynamic: FP8 only, the dense baseline")
+    c.add_argument("--device", default="cpu", help="where pruning/quantization run: cpu, cuda, auto (default cpu)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(fn=_compress)
+
+    from .model_set import SHAPES, VARIANTS
+
+    m = sub.add_parser("model-set", help="bf16 + fp8 + 2:4 fp8 (bitmask and dense formats) from the same weights")
+    m.add_argument("out_dir")
+    m.add_argument("--shape", choices=SHAPES, default="llama-3.1-8b")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--device", default="auto", help="where weights are generated and compressed (default: GPU if any)")
+    m.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    m.add_argument("--layers", type=int, help="8B shape with fewer decoder layers (numerics checks)")
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(fn=_model_set)
 
     i = sub.add_parser("inspect", help="check a 2:4 FP8 checkpoint layer by layer (exit 1 if a layer fails)")
     i.add_argument("model_dir")

@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 
 from .checkpoint.loader import CheckpointReader, safetensors_files
+from .linear import pack_sparse_fp8_weight
 from .module import SparseFp8Linear
 
 CORPUS_PATH = Path(__file__).parent / "data" / "corpus.txt"
@@ -26,8 +27,11 @@ def _set_module(model: torch.nn.Module, name: str, module: torch.nn.Module) -> N
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
-def load_sparse_checkpoint_as_hf(model_dir: str | Path, mode: str = "sparse-fp8", dtype=torch.float32):
-    """A transformers LlamaForCausalLM running a 2:4 FP8 checkpoint (see module docstring for `mode`)."""
+def load_sparse_checkpoint_as_hf(model_dir: str | Path, mode: str = "sparse-fp8", dtype=torch.float32,
+                                 device: str = "cpu"):
+    """A transformers LlamaForCausalLM running a 2:4 FP8 checkpoint (see module docstring for `mode`).
+
+    The 2:4 layers always run the exact reference math (also on a GPU `device`, where it is just faster)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if mode not in MODES:
@@ -37,14 +41,15 @@ def load_sparse_checkpoint_as_hf(model_dir: str | Path, mode: str = "sparse-fp8"
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     sparse = set(reader.layer_names)
     state = {}
     for f in safetensors_files(Path(model_dir)):
         with safe_open(f, "pt") as sf:
             for name in sf.keys():
                 if name.rsplit(".", 1)[0] not in sparse:
-                    state[name] = sf.get_tensor(name).to(dtype)
+                    state[name] = sf.get_tensor(name).to(device=device, dtype=dtype)
     missing, unexpected = model.load_state_dict(state, strict=False)
     expected_missing = {f"{n}.weight" for n in sparse} | {f"{n}.bias" for n in sparse}
     if unexpected or set(missing) - expected_missing:
@@ -53,17 +58,20 @@ def load_sparse_checkpoint_as_hf(model_dir: str | Path, mode: str = "sparse-fp8"
     for layer in reader:
         linear = model.get_submodule(layer.name)
         bias = linear.bias.detach() if linear.bias is not None else None
+        w_fp8, scale = layer.dense_fp8().to(device), layer.scale.to(device)
         if mode == "sparse-fp8":
-            _set_module(model, layer.name, SparseFp8Linear.from_fp8(layer.dense_fp8(), layer.scale, bias))
+            packed = pack_sparse_fp8_weight(w_fp8, scale, backend="reference")
+            _set_module(model, layer.name, SparseFp8Linear(packed, bias))
         else:
-            linear.weight.data = (layer.dense_fp8().float() * layer.scale).to(dtype)
+            linear.weight.data = (w_fp8.float() * scale.reshape(-1, 1)).to(dtype)
     return model.eval()
 
 
-def load_dense_hf(model_dir: str | Path, dtype=torch.bfloat16):
+def load_dense_hf(model_dir: str | Path, dtype=torch.bfloat16, device: str = "cpu"):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    # .to(), not device_map: device_map needs `accelerate`, which the CPU install does not have.
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
 
 
 @torch.no_grad()

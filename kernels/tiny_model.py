@@ -5,6 +5,9 @@
   so every GEMM shape is legal for the sparse kernels.
 * `write_llama_8b_config(out_dir)`: config.json (Llama-3.1-8B dimensions) + the local tokenizer, no weights:
   GPU benchmarks generate random weights on the fly.
+* `write_random_weights(out_dir)`: seeded random bf16 weights for such a config (HF's init: normal(0, 0.02),
+  norms 1), generated on the GPU when there is one, in 5 GB safetensors shards: an 8B-shaped model vLLM
+  can load, in seconds. Random weights carry no quality signal: use them for speed and numerics only.
 """
 from __future__ import annotations
 
@@ -101,13 +104,68 @@ def make_tiny_llama(out_dir: str | Path, spec: TinyLlamaSpec | None = None) -> P
     return out
 
 
-def write_llama_8b_config(out_dir: str | Path) -> Path:
-    """Write a Llama-3.1-8B-shaped config.json plus the local tokenizer (no weights) to out_dir."""
+def write_llama_8b_config(out_dir: str | Path, num_hidden_layers: int | None = None) -> Path:
+    """Write a Llama-3.1-8B-shaped config.json plus the local tokenizer (no weights) to out_dir.
+
+    `num_hidden_layers` keeps every 8B matrix shape but fewer decoder layers (numerics at the real GEMM shapes
+    without 32 layers of a random network amplifying every rounding difference)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out, 1024)
-    config = _llama_config(tokenizer, **LLAMA_31_8B)
+    dims = dict(LLAMA_31_8B)
+    if num_hidden_layers is not None:
+        dims["num_hidden_layers"] = int(num_hidden_layers)
+    config = _llama_config(tokenizer, **dims)
     config.vocab_size = LLAMA_31_8B["vocab_size"]  # 8B's real vocabulary size: lm_head cost matters for speed
     config.dtype = "bfloat16"
     config.save_pretrained(out)
     return out
+
+
+SHARD_BYTES = 5 * 2**30
+
+
+def write_random_weights(model_dir: str | Path, seed: int = 0, device: str = "auto", progress: bool = True) -> int:
+    """Write seeded random bf16 weights for the config.json in model_dir; returns bytes written.
+
+    The parameter names and shapes are transformers' LlamaForCausalLM's (built on the meta device, no memory).
+    Same seed and device type -> same weights.
+    """
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    out = Path(model_dir)
+    config = AutoConfig.from_pretrained(out)
+    with torch.device("meta"):
+        shapes = [(n, tuple(p.shape)) for n, p in AutoModelForCausalLM.from_config(config).named_parameters()]
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    std = float(getattr(config, "initializer_range", 0.02))
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size, total = 0, 0
+    for name, shape in tqdm(shapes, desc=f"random weights ({dev.type})", unit="tensor", disable=not progress):
+        if name.endswith("norm.weight"):
+            t = torch.ones(shape, dtype=torch.bfloat16)
+        else:
+            t = torch.empty(shape, dtype=torch.float32, device=dev).normal_(0.0, std, generator=gen)
+            t = t.to(torch.bfloat16).cpu()
+        nbytes = t.numel() * 2
+        if size and size + nbytes > SHARD_BYTES:
+            shards.append({})
+            size = 0
+        shards[-1][name] = t
+        size += nbytes
+        total += nbytes
+    for old in out.glob("*.safetensors"):
+        old.unlink()
+    weight_map = {}
+    for i, tensors in enumerate(shards, 1):
+        fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors" if len(shards) > 1 else "model.safetensors"
+        save_file(tensors, out / fname, metadata={"format": "pt"})
+        weight_map.update({k: fname for k in tensors})
+    if len(shards) > 1:
+        (out / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    return total

@@ -43,6 +43,9 @@ def _gpus() -> list[str]:
 
 
 def _git_commit() -> str | None:
+    # A checkout copied to another machine (e.g. the GPU box) has no .git: the caller passes the commit.
+    if os.environ.get("SPARSE24_COMMIT"):
+        return os.environ["SPARSE24_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).parent)

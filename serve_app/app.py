@@ -62,11 +62,10 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     """Build the Serve application from the config file's `args:` (validated; ConfigError names bad fields)."""
     cfg = parse_app_config(args)
     created = int(time.time())
-    cards = [
-        {"id": m.name, "object": "model", "created": created, "owned_by": "sparse24", "root": m.source,
-         "parent": None, "max_model_len": m.engine.max_model_len}
-        for m in cfg.models
-    ]
+    # Stand-in cards until a replica reports vLLM's own (root = the resolved model path); the ingress completes
+    # them to vLLM's ModelCard shape (owned_by "vllm", permission list).
+    cards = [{"id": m.name, "created": created, "root": m.source, "max_model_len": m.engine.max_model_len}
+             for m in cfg.models]
     ing = cfg.ingress
     key = _api_key_sha256(ing.api_key_env)
     if ing.colocate_engine:  # one deployment: the ingress replicas own the engines (one Ray hop less per chunk)

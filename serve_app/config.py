@@ -125,6 +125,9 @@ class IngressConfig(BaseModel):
         "SPARSE24_API_KEY", description="env var holding the API key; unset or empty variable: no auth"
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
+    # OpenAI bodies nest ~4 levels (messages -> content parts); JSON-schema `response_format`/`tools` a few dozen.
+    # Python's json and pydantic recurse per level (limit ~1000): deeper bodies get 400 before parsing.
+    max_json_depth: int = Field(64, ge=8, le=512, description="deeper request bodies get 400, nesting levels")
     colocate_engine: bool = Field(
         False, description="host the (single) model's engine inside the ingress replicas: one Ray hop less per "
         "chunk; the model's deployment options (replicas, resources, autoscaling) then apply to the ingress",

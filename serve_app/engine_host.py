@@ -64,6 +64,7 @@ class EngineHost:
         self.chat = None
         self.completion = None
         self.models = None
+        self.tokenization = None
         self.tokenizer = None
 
     async def start(self) -> None:
@@ -91,6 +92,7 @@ class EngineHost:
         self.chat = getattr(state, "openai_serving_chat", None)
         self.completion = getattr(state, "openai_serving_completion", None)
         self.models = state.openai_serving_models
+        self.tokenization = vllm_compat.serving_tokenization(state)
         if self.chat is None or self.completion is None:
             raise RuntimeError(f"model {self.cfg.name!r}: vLLM built no chat/completion serving (tasks {tasks})")
         self.tokenizer = self.engine.get_tokenizer() if hasattr(self.engine, "get_tokenizer") else None
@@ -109,8 +111,13 @@ class EngineHost:
             self.engine.shutdown()
             self.engine = None
 
+    async def model_card(self) -> dict[str, Any]:
+        """vLLM's own `/v1/models` card of this model (id, root = model path, max_model_len, permission)."""
+        (card,) = (await self.models.show_available_models()).data
+        return card.model_dump()
+
     async def generate(self, kind: str, request: Any) -> AsyncIterator[Any]:
-        """Serve one parsed OpenAI request (`kind` "chat" or "completion").
+        """Serve one parsed request (`kind` "chat", "completion", "tokenize" or "detokenize").
 
         Yields first a header: `REPLY_STREAM`, or `(REPLY_JSON, http_status, body_dict)` for a complete answer
         (non-streaming result or an OpenAI error); after `REPLY_STREAM`, SSE text chunks (`data: ...\\n\\n`).
@@ -121,12 +128,16 @@ class EngineHost:
 
         ErrorResponse = error_response_class()
 
-        serving = self.chat if kind == "chat" else self.completion
+        serving = {"chat": self.chat, "completion": self.completion}.get(kind, self.tokenization)
         try:
             if kind == "chat":
                 result = await serving.create_chat_completion(request, None)
-            else:
+            elif kind == "completion":
                 result = await serving.create_completion(request, None)
+            elif kind == "tokenize":
+                result = await serving.create_tokenize(request, None)
+            else:
+                result = await serving.create_detokenize(request, None)
         except Exception as exc:  # vLLM raises ValueError / VLLMValidationError for some bad inputs
             err = serving.create_error_response(exc)
             yield (REPLY_JSON, err.error.code, err.model_dump())

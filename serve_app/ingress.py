@@ -1,6 +1,8 @@
 """OpenAI-compatible HTTP ingress: validates, authenticates, routes by `model` to per-model engine deployments.
 
-Routes: /v1/models, /v1/completions, /v1/chat/completions (SSE streaming or JSON), /health, /metrics.
+Routes: /v1/models, /v1/completions, /v1/chat/completions (SSE streaming or JSON), /health, /metrics, and the
+auxiliary routes of vLLM's OpenAI server that clients and tools call (/tokenize, /detokenize, /version, /ping),
+answered by vLLM's own serving objects in the model replica with vLLM's request/response schema.
 Streams are relayed chunk by chunk from the model replica (no batching: it would add up to the batching
 interval to TTFT/ITL, see FACTS.md). A replica dying mid-stream ends the stream with an OpenAI error event.
 """
@@ -27,8 +29,13 @@ from .model_server import ModelServer
 from .requests import parse_body, parse_request, resolve_model
 
 logger = logging.getLogger(__name__)
-_OPEN_PATHS = ("/health", "/metrics")  # probes and Prometheus scrape without the API key
-_HEALTH_TIMEOUT_S = 5.0
+_OPEN_PATHS = ("/health", "/metrics", "/ping", "/version")  # probes and scrapes without the API key
+# /health must answer within 1 s even when a replica is dead (a call to it then waits for a replica that is
+# not coming): it answers from a background probe of every model, run this often, each probe this long.
+_HEALTH_PROBE_PERIOD_S = 0.5
+_HEALTH_TIMEOUT_S = 0.5
+_HEALTH_STALE_S = 3.0  # a probe result older than this (the loop is stuck) counts as unavailable
+_CARD_TIMEOUT_S = 1.0
 _METRICS_SCRAPE_TIMEOUT_S = 5.0
 # Exported series worth relaying at /metrics: ours (vllm_*, sparse24_*) and Ray Serve's request metrics.
 _METRIC_PREFIXES = ("ray_vllm_", "ray_sparse24_", "ray_serve_")
@@ -45,6 +52,14 @@ async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSON
 
 def _json_error(err: ApiError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers())
+
+
+def _vllm_card(card: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in model card completed to vLLM's ModelCard shape (owned_by, permission list)."""
+    from .vllm_compat import model_card_classes
+
+    card_cls, permission_cls = model_card_classes()
+    return card_cls(**card, permission=[permission_cls()]).model_dump()
 
 
 def _sse_error(status: int, message: str) -> str:
@@ -67,8 +82,11 @@ class OpenAIIngress:
         self._local = await ModelServer.create(local_model, cache_dir) if local_model is not None else None
         if self._local is not None:
             self._served = [self._local.cfg.name]
-        self._cards = model_cards
+        self._cards = {c["id"]: _vllm_card(c) for c in model_cards}
+        self._replica_cards: dict[str, dict[str, Any]] = {}  # vLLM's own cards, once a replica reported them
         self._key_sha = api_key_sha256
+        self._health: tuple[float | None, dict[str, Any]] = (None, {})
+        self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop())
         from ray.serve import metrics as serve_metrics
 
         self._errors = serve_metrics.Counter(
@@ -95,7 +113,7 @@ class OpenAIIngress:
             ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
             if ctype not in ("application/json", ""):
                 raise ApiError(415, f"Content-Type must be application/json, got {ctype!r}")
-            data = parse_body(await request.body(), self.cfg.max_body_bytes)
+            data = parse_body(await request.body(), self.cfg.max_body_bytes, self.cfg.max_json_depth)
             model = resolve_model(data, self._served)
             parsed = parse_request(kind, data)
             if self._local is not None:
@@ -159,27 +177,74 @@ class OpenAIIngress:
     async def completions(self, request: Request) -> Response:
         return await self._serve("completion", request)
 
+    @app.post("/tokenize")
+    async def tokenize(self, request: Request) -> Response:
+        """vLLM's /tokenize: `prompt` (completion style) or `messages` (chat style) -> token ids, count."""
+        return await self._serve("tokenize", request)
+
+    @app.post("/detokenize")
+    async def detokenize(self, request: Request) -> Response:
+        """vLLM's /detokenize: `tokens` -> `prompt` text."""
+        return await self._serve("detokenize", request)
+
+    @app.get("/version")
+    async def version(self) -> Response:
+        from .vllm_compat import vllm_version
+
+        return JSONResponse({"version": vllm_version()})
+
+    @app.get("/ping")
+    @app.post("/ping")
+    async def ping(self) -> Response:
+        """vLLM's (SageMaker) ping: /health's status with an empty body."""
+        return Response(status_code=(await self.health()).status_code)
+
+    async def _card(self, name: str) -> dict[str, Any]:
+        if name not in self._replica_cards:
+            try:
+                call = self._local.model_card() if self._local is not None else \
+                    self._stats_handles[name].model_card.remote()
+                self._replica_cards[name] = await asyncio.wait_for(call, _CARD_TIMEOUT_S)
+            except Exception as exc:  # replica starting or gone: the stand-in card, vLLM-shaped
+                logger.info("model %s: no card from a replica yet (%r)", name, exc)
+                return self._cards[name]
+        return self._replica_cards[name]
+
     @app.get("/v1/models")
     async def list_models(self, request: Request) -> Response:
         try:
             self._check_key(request)
         except ApiError as err:
             return _json_error(err)
-        return JSONResponse({"object": "list", "data": self._cards})
+        cards = await asyncio.gather(*(self._card(n) for n in self._served))
+        return JSONResponse({"object": "list", "data": list(cards)})
+
+    async def _probe(self, name: str) -> dict[str, Any]:
+        try:
+            call = self._local.stats() if self._local is not None else self._stats_handles[name].stats.remote()
+            return await asyncio.wait_for(call, _HEALTH_TIMEOUT_S)
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"[:300] or "no answer"}
+
+    async def _probe_loop(self) -> None:
+        """Keep each model's last probe result, so /health never waits on a replica that may be dead."""
+        while True:
+            names = list(self._served)
+            results = await asyncio.gather(*(self._probe(n) for n in names))
+            self._health = (asyncio.get_running_loop().time(), dict(zip(names, results)))
+            await asyncio.sleep(_HEALTH_PROBE_PERIOD_S)
 
     @app.get("/health")
     async def health(self) -> Response:
-        """200 when every model has a replica whose engine answers; 503 naming those that do not."""
-        names = list(self._served)
-
-        async def one(name: str):
-            try:
-                call = self._local.stats() if self._local is not None else self._stats_handles[name].stats.remote()
-                return await asyncio.wait_for(call, _HEALTH_TIMEOUT_S)
-            except Exception as exc:
-                return {"error": f"{type(exc).__name__}: {exc}"[:300]}
-
-        results = dict(zip(names, await asyncio.gather(*(one(n) for n in names))))
+        """200 when every model has a replica whose engine answered the last probe (<= ~1 s old); 503 naming
+        those that did not. Answers at once from the background probe's result."""
+        if self._probe_task.done():  # cannot happen (the loop catches everything), but never serve a dead probe
+            self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop())
+        stamp, results = self._health
+        age_s = asyncio.get_running_loop().time() - stamp if stamp is not None else None
+        if age_s is None or age_s > _HEALTH_STALE_S:  # first call, or the probe loop is stuck
+            results = {n: {"error": "no probe result yet" if age_s is None else f"last probe {age_s:.1f} s old"}
+                       for n in self._served}
         ok = all("error" not in r for r in results.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "models": results},
                             status_code=200 if ok else 503)

@@ -75,6 +75,10 @@ class ModelServer:
 
     async def generate(self, kind: str, request: Any) -> AsyncIterator[Any]:
         """Stream a reply (see `EngineHost.generate`); refuse at once when the replica is full."""
+        if kind in ("tokenize", "detokenize"):  # no generation: no admission slot, no latency stats
+            async for item in self.host.generate(kind, request):
+                yield item
+            return
         if self.inflight >= self._limit:
             msg = (f"model {self.cfg.name!r} is at capacity ({self._limit} requests in flight on this replica); "
                    f"retry after {self._retry_after} s")
@@ -107,6 +111,10 @@ class ModelServer:
             "aborted": self.aborted, "finished_by_reason": dict(self.sink.finished_by_reason),
             "max_model_len": self.host.max_model_len,
         }
+
+    async def model_card(self) -> dict[str, Any]:
+        """vLLM's `/v1/models` card for this model, as `vllm serve` shows it."""
+        return await self.host.model_card()
 
     async def check_health(self) -> None:
         """Ray Serve's replica health check: a dead engine makes Ray replace this replica."""

@@ -54,10 +54,34 @@ def client_error_classes() -> tuple[type[BaseException], ...]:
 
 
 def request_class(kind: str):
-    """vLLM's pydantic request model for `kind` ("chat" or "completion"); same place in 0.26 and 0.32."""
+    """vLLM's pydantic request model for `kind` ("chat", "completion", "detokenize"); same place in 0.26 and 0.32."""
     if kind == "chat":
         return _first(("vllm.entrypoints.openai.chat_completion.protocol", "ChatCompletionRequest"))
+    if kind == "detokenize":
+        return _first(("vllm.entrypoints.serve.tokenize.protocol", "DetokenizeRequest"))
     return _first(("vllm.entrypoints.openai.completion.protocol", "CompletionRequest"))
+
+
+def tokenize_request_classes() -> tuple[type, type]:
+    """vLLM's `/tokenize` request models (completion-style, chat-style); same place in 0.26 and 0.32."""
+    return (_first(("vllm.entrypoints.serve.tokenize.protocol", "TokenizeCompletionRequest")),
+            _first(("vllm.entrypoints.serve.tokenize.protocol", "TokenizeChatRequest")))
+
+
+def model_card_classes() -> tuple[type, type]:
+    """vLLM's `/v1/models` card and permission models (ModelCard, ModelPermission)."""
+    return (_first(("vllm.entrypoints.serve.engine.protocol", "ModelCard"),  # 0.32
+                   ("vllm.entrypoints.openai.engine.protocol", "ModelCard")),  # 0.26
+            _first(("vllm.entrypoints.serve.engine.protocol", "ModelPermission"),  # 0.32
+                   ("vllm.entrypoints.openai.engine.protocol", "ModelPermission")))  # 0.26
+
+
+def serving_tokenization(state: Any) -> Any:
+    """The tokenization serving object `init_app_state` left on `state` (`/tokenize`, `/detokenize`)."""
+    for name in ("serving_tokenization", "openai_serving_tokenization"):  # 0.26 and 0.32; vLLM before 0.26
+        if getattr(state, name, None) is not None:
+            return getattr(state, name)
+    raise ImportError(f"this vLLM's init_app_state built no tokenization serving; supported: {SUPPORTED_VLLM}")
 
 
 def vllm_version() -> str:

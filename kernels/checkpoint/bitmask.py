@@ -22,9 +22,10 @@ def encode_bitmask(w: torch.Tensor) -> dict[str, torch.Tensor]:
     compressed = raw[kept].reshape(n, k // 2)
     if w.dtype == torch.float8_e4m3fn:
         compressed = compressed.view(torch.float8_e4m3fn)
-    bitmask = torch.from_numpy(np.packbits(kept.numpy(), axis=-1, bitorder="little"))
+    # The mask may live on a GPU (compress on the device); packbits runs on the host copy.
+    bitmask = torch.from_numpy(np.packbits(kept.cpu().numpy(), axis=-1, bitorder="little"))
     shape = torch.tensor([[n], [k]], dtype=torch.int64)
-    return {"compressed": compressed.contiguous(), "bitmask": bitmask, "shape": shape}
+    return {"compressed": compressed.contiguous().cpu(), "bitmask": bitmask, "shape": shape}
 
 
 def unpack_bitmask(bitmask: torch.Tensor, k: int) -> torch.Tensor:

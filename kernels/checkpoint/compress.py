@@ -1,4 +1,10 @@
-"""Dense HF Llama directory -> 2:4 sparse FP8 compressed-tensors checkpoint (`sparse24 compress`)."""
+"""Dense HF Llama directory -> FP8 compressed-tensors checkpoint (`sparse24 compress`).
+
+Scheme `sparse24` (default): 2:4 prune + FP8, our product's checkpoint. Scheme `fp8-dynamic`: FP8 only (the
+layout of RedHatAI's dense `*-FP8-dynamic` models), the dense baseline that vLLM runs on its own FP8 path.
+Both quantize weights per output channel and declare dynamic per-token FP8 activations. `device="cuda"` does
+the pruning and quantization on a GPU (an 8B model in about a minute instead of many).
+"""
 from __future__ import annotations
 
 import json
@@ -46,23 +52,47 @@ def _is_target(tensor_name: str, ignore: list[str]) -> bool:
     return module.endswith(TARGET_SUFFIXES) and not any(module == i or module.endswith("." + i) for i in ignore)
 
 
-def compress_tensor(w: torch.Tensor, sparsity_format: str, pruner: str = "magnitude") -> dict[str, torch.Tensor]:
-    """One dense weight [N, K] -> the checkpoint tensors of its layer, keyed by suffix (no prefix)."""
-    mask = get_pruner(pruner)(w)
-    w_fp8, scale = reference.quantize_weight_per_channel_fp8(w.float() * mask)
-    out = {"weight_scale": scale}
-    if sparsity_format == "dense":
-        out["weight"] = w_fp8
+SCHEMES = ("sparse24", "fp8-dynamic")
+
+
+def compress_tensor(w: torch.Tensor, sparsity_format: str | None, pruner: str = "magnitude") -> dict[str, torch.Tensor]:
+    """One dense weight [N, K] -> the checkpoint tensors of its layer, keyed by suffix (no prefix).
+
+    `sparsity_format=None`: no pruning (dense FP8). Works on any device; returns host tensors.
+    """
+    wf = w.float()
+    if sparsity_format is not None:
+        wf = wf * get_pruner(pruner)(w)
+    w_fp8, scale = reference.quantize_weight_per_channel_fp8(wf)
+    out = {"weight_scale": scale.cpu()}
+    if sparsity_format in (None, "dense"):
+        out["weight"] = w_fp8.cpu()
     else:
         out.update(encode_bitmask(w_fp8))
     return out
 
 
+def resolve_device(device: str) -> torch.device:
+    """`auto` -> the GPU if torch sees one, else the CPU; anything else must be a usable torch device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch sees no CUDA GPU on this machine")
+    return dev
+
+
 def compress_checkpoint(
     model_dir: str | Path, out_dir: str | Path, sparsity_format: str = "sparse-24-bitmask",
     pruner: str = "magnitude", ignore: list[str] | None = None, progress: bool = True,
+    scheme: str = "sparse24", device: str = "cpu",
 ) -> CompressSummary:
-    """Prune 2:4 along K, quantize to FP8 (per-channel weights, per-token dynamic activations), write out_dir."""
+    """Prune 2:4 along K (scheme sparse24), quantize to FP8 (per-channel weights, per-token dynamic
+    activations), write out_dir. `device` ("cpu", "cuda", "auto") is where the arithmetic runs."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; expected one of {SCHEMES}")
+    fmt = sparsity_format if scheme == "sparse24" else None
+    dev = resolve_device(device)
     src, out = Path(model_dir), Path(out_dir)
     config_path = src / "config.json"
     if not config_path.is_file():
@@ -80,7 +110,8 @@ def compress_checkpoint(
         with safe_open(f, "pt") as sf:
             with_names.append((f, list(sf.keys())))
     total_targets = sum(_is_target(n, ignore) for _, names in with_names for n in names)
-    bar = tqdm(total=total_targets, desc="2:4 prune + fp8", unit="layer", disable=not progress)
+    desc = "2:4 prune + fp8" if fmt is not None else "fp8"
+    bar = tqdm(total=total_targets, desc=f"{desc} ({dev.type})", unit="layer", disable=not progress)
     layers, zeros, numel, bf16_bytes, fp8_bytes = 0, 0, 0, 0, 0
     weight_map = {}
     for f, names in with_names:
@@ -96,10 +127,10 @@ def compress_checkpoint(
                 if t.dim() != 2 or t.shape[1] % 4:
                     raise ValueError(f"{f.name}: {name} has shape {tuple(t.shape)}; 2:4 needs a 2-D weight with K % 4 == 0")
                 prefix = name[: -len(".weight")]
-                for suffix, v in compress_tensor(t, sparsity_format, pruner).items():
+                for suffix, v in compress_tensor(t.to(dev), fmt, pruner).items():
                     tensors[f"{prefix}.{suffix}"] = v
                 fp8_bytes += t.numel() + t.shape[0] * 4
-                zeros += t.numel() // 2
+                zeros += t.numel() // 2 if fmt is not None else 0
                 numel += t.numel()
                 layers += 1
                 bar.update(1)
@@ -111,7 +142,7 @@ def compress_checkpoint(
 
     disk = sum((out / f.name).stat().st_size for f in files)
     sparsity = zeros / max(numel, 1)
-    config["quantization_config"] = build_quantization_config(sparsity_format, sparsity, bf16_bytes / disk, ignore)
+    config["quantization_config"] = build_quantization_config(fmt, sparsity, bf16_bytes / disk, ignore)
     (out / "config.json").write_text(json.dumps(config, indent=2))
     for name in _COPIED_FILES:
         if (src / name).is_file():

@@ -26,10 +26,14 @@ class CheckpointError(ValueError):
 
 
 def build_quantization_config(
-    sparsity_format: str, global_sparsity: float, compression_ratio: float, ignore: list[str] | None = None
+    sparsity_format: str | None, global_sparsity: float, compression_ratio: float, ignore: list[str] | None = None
 ) -> dict:
-    """config.json's `quantization_config` for our checkpoints (a JSON-ready dict)."""
-    if sparsity_format not in SPARSITY_FORMATS:
+    """config.json's `quantization_config` for our checkpoints (a JSON-ready dict).
+
+    `sparsity_format=None` writes a dense FP8-dynamic config (no `sparsity_config`): the layout of RedHatAI's
+    dense `*-FP8-dynamic` models, which vLLM runs on its own FP8 path (the dense baseline of our benchmarks).
+    """
+    if sparsity_format is not None and sparsity_format not in SPARSITY_FORMATS:
         raise ValueError(f"unknown sparsity format {sparsity_format!r}; expected one of {SPARSITY_FORMATS}")
     ignore = list(ignore or DEFAULT_IGNORE)
     scheme = QuantizationScheme(
@@ -43,12 +47,14 @@ def build_quantization_config(
         config_groups={"group_0": scheme}, format="float-quantized", quantization_status="compressed",
         ignore=ignore, global_compression_ratio=compression_ratio,
     )
+    out = quant.model_dump(mode="json", exclude_none=False)
+    out["quant_method"] = "compressed-tensors"
+    if sparsity_format is None:
+        return out
     sparsity = SparsityCompressionConfig.load_from_registry(
         sparsity_format, targets=["Linear"], ignore=ignore, global_sparsity=global_sparsity,
         sparsity_structure="2:4",
     )
-    out = quant.model_dump(mode="json", exclude_none=False)
-    out["quant_method"] = "compressed-tensors"
     out["sparsity_config"] = sparsity.model_dump(mode="json")
     return out
 

@@ -27,7 +27,8 @@ def app_args(cache_dir: str) -> dict:
     def model(name: str, source: str, max_inflight: int) -> dict:
         return {
             "name": name, "source": source,
-            "engine": {"dtype": "bfloat16", "max_model_len": 2048, "max_num_seqs": 32, "cpu_kv_cache_gib": 1},
+            "engine": {"dtype": "bfloat16", "max_model_len": 2048, "max_num_seqs": 32, "cpu_kv_cache_gib": 1,
+                       "enforce_eager": True},
             "admission": {"max_inflight": max_inflight, "retry_after_s": 2},
             "deployment": {"num_replicas": 1, "num_cpus": 1, "max_ongoing_requests": 64,
                            "graceful_shutdown_timeout_s": 60, "health_check_period_s": 2,

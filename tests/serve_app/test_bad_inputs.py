@@ -58,6 +58,25 @@ CASES = [
     ("seed-string", COMP, _comp(seed="abc"), 400),
     ("stream-options-without-stream", CHAT, _chat(stream_options={"include_usage": True}), 400),
     ("oversized-body", COMP, _comp(prompt="x" * 300_000), 413),
+    # Issue 19: bodies that used to 500 or mislead, and JSON that is not standard JSON.
+    ("nested-10000-levels", CHAT, b"[" * 10_000 + b"]" * 10_000, 400),
+    ("nested-object-in-field", COMP, b'{"model": "tiny", "prompt": "x", "logit_bias": ' + b'{"a":' * 3000
+     + b"1" + b"}" * 3001, 400),
+    ("stop-500-strings", COMP, _comp(stop=["s"] * 500), 400),
+    ("temperature-nan", COMP, b'{"model": "tiny", "prompt": "x", "temperature": NaN}', 400),
+    ("top-p-infinity", CHAT, b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "top_p": Infinity}',
+     400),
+    ("lone-surrogate", COMP, b'{"model": "tiny", "prompt": "\\ud800"}', 400),
+    ("integer-5000-digits", COMP, b'{"model": "tiny", "prompt": "x", "max_tokens": ' + b"9" * 5000 + b"}", 400),
+    ("max-tokens-2-pow-63", COMP, _comp(max_tokens=2**63), 400),
+    ("prompt-token-id-out-of-vocab", COMP, _comp(prompt=[10_000_000]), 400),
+    ("prompt-token-id-negative", COMP, _comp(prompt=[-1]), 400),
+    ("model-name-100k-chars", COMP, _comp(model="m" * 100_000), 404),
+    ("n-huge", COMP, _comp(n=10**9), 400),
+    ("chat-content-part-bad-type", CHAT, _chat(messages=[{"role": "user", "content": [{"type": "nope"}]}]), 400),
+    ("response-format-bad", CHAT, _chat(response_format={"type": "nope"}), 400),
+    ("stream-options-string", CHAT, _chat(stream=True, stream_options="yes"), 400),
+    ("tokenize-nested", "/tokenize", b'{"prompt": ' + b"[" * 2000 + b"]" * 2000 + b"}", 400),
 ]
 
 
@@ -78,6 +97,7 @@ def test_bad_input_is_an_openai_4xx(http, pids_before, case):
         r = http.post(path, content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == status, r.text[:500]
     err = r.json()["error"]
+    assert len(r.content) < 20_000  # hostile input is never echoed back whole
     assert err["code"] == status
     assert isinstance(err["message"], str) and err["message"]
     assert isinstance(err["type"], str) and err["type"]

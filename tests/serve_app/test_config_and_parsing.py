@@ -14,7 +14,7 @@ from sparse24.serve_app.requests import parse_body, parse_request, resolve_model
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "ab.yaml", "h100.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "ab.yaml", "h100.yaml", "h200.yaml"])
 def test_deploy_files_are_valid_serve_configs_with_valid_args(name, monkeypatch):
     from ray.serve.schema import ServeDeploySchema
 

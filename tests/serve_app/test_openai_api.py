@@ -155,3 +155,10 @@ def test_grafana_dashboard_queries_only_metrics_this_server_exports(http, oai, s
     while (problems := cdm.live_problems(dashboard, http.get("/metrics").text)) and time.monotonic() < deadline:
         time.sleep(2)
     assert problems == []
+
+
+def test_chat_with_content_parts_crosses_the_replica_handle(oai, sv):
+    # pydantic leaves `content` parts as a lazy iterator that cannot be pickled; the ingress materializes it.
+    r = oai.chat.completions.create(model=sv.main, max_tokens=4, temperature=0,
+                                    messages=[{"role": "user", "content": [{"type": "text", "text": "Hello"}]}])
+    assert r.choices[0].message.content

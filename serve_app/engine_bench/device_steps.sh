@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# The GPU engine run on the H200, in steps that fit the device tool's calls (README: "vLLM on the H200").
+# Run from the repo root on the GPU machine. Results and logs accumulate in /root/s24res and /root/s24logs
+# (they persist while the machine stays up); the `pack` step tars both into $OUT (the device tool returns at
+# most 8 files per call).
+#   bash serve_app/engine_bench/device_steps.sh models     # part0 -> ~/vwc; 8B + tiny model sets; 8B references
+#   bash serve_app/engine_bench/device_steps.sh install    # part1 -> ~/vwc; vLLM 0.26 + Ray + our wheel; kernel build (bg)
+#   bash serve_app/engine_bench/device_steps.sh bf16|fp8|sparse24  # one 8B engine: logprobs, latency, throughput
+#   bash serve_app/engine_bench/device_steps.sh tiny       # tiny model numerics: vLLM+kernels vs reference
+#   bash serve_app/engine_bench/device_steps.sh redhat     # 8B sparse, RedHatAI `dense` layout: logprobs only
+#   bash serve_app/engine_bench/device_steps.sh serve      # serve run deploy/h200.yaml with the 8B sparse model
+#   bash serve_app/engine_bench/device_steps.sh shallow    # 8B-width, 2-layer model: engine vs reference numerics
+#   bash serve_app/engine_bench/device_steps.sh profile    # torch.profiler of one single-stream request, each variant
+#   bash serve_app/engine_bench/device_steps.sh report     # Tables 3/4 + numerics reports
+#   bash serve_app/engine_bench/device_steps.sh pack       # everything so far -> $OUT/s24_results.tgz
+# Several steps may be given at once. SPARSE24_COMMIT names the commit (the copy there has no .git).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+DEST=${OUT:-/tmp/s24out}; OUT=/root/s24logs; RES=/root/s24res; M8=/root/m8b; MT=/root/mtiny; W=/root/s24work
+mkdir -p "$DEST" "$OUT" "$RES" "$W"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 VLLM_USE_FLASHINFER_SAMPLER=0 TOKENIZERS_PARALLELISM=false
+log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/steps.log"; }
+
+shim() {  # our package from this checkout, before the wheel is installed
+  mkdir -p /tmp/shim/sparse24 && touch /tmp/shim/sparse24/__init__.py
+  for d in kernels serve_app loadtest; do ln -sfn "$PWD/$d" "/tmp/shim/sparse24/$d"; done
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .vw/small/*.whl 2>&1 | tail -2
+  export PYTHONPATH=/tmp/shim:/tmp/site
+}
+vw_env() {
+  # pip --target puts console scripts (ray, serve, vllm) in vw-site/bin.
+  export PYTHONPATH=$HOME/vw-site:/tmp/shim VLLM_USE_FLASHINFER_SAMPLER=0 PATH=$HOME/vw-site/bin:$PATH
+  [ -f kernels/_build/libsparse24_fp8.so ] && export SPARSE24_LIB=$PWD/kernels/_build/libsparse24_fp8.so
+  [ -f /root/s24lib/libsparse24_fp8.so ] && export SPARSE24_LIB=/root/s24lib/libsparse24_fp8.so
+  true
+}
+engine() {  # engine VARIANT MODEL_DIR JOBS...
+  local v=$1 m=$2; shift 2
+  log "engine $v: $*"
+  timeout ${ENGINE_TIMEOUT:-420} python3 -m sparse24.serve_app.engine_bench.run_engine --variant "$v" --model "$m" \
+    --out "$RES" --seqs "$W/seqs8b.json" --jobs "$@" > "$OUT/engine_$v.log" 2>&1
+  log "engine $v rc=$? $(grep -E '^\[' "$OUT/engine_$v.log" | tail -12 | tr '\n' ';')"
+  grep -m3 -E "sparse24: backend|Error|error:" "$OUT/engine_$v.log" | cut -c1-300 | tee -a "$OUT/steps.log"
+}
+
+for step in "$@"; do case $step in
+models)
+  mkdir -p ~/vwc && cp .vw/vw-bundle.tar.xz.part0 ~/vwc/
+  { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; df -h /root | tail -1; nproc; } | tee -a "$OUT/steps.log"
+  shim
+  log "model-set 8B"
+  python3 -m sparse24.kernels.cli model-set $M8 --shape llama-3.1-8b --quiet 2>&1 | tail -8 | tee -a "$OUT/steps.log"
+  cp $M8/model_set.json "$OUT/model_set_8b.json"
+  python3 -m sparse24.kernels.cli model-set $MT --shape tiny --quiet 2>&1 | tail -6 | tee -a "$OUT/steps.log"
+  python3 -m sparse24.serve_app.engine_bench.numerics seqs --model $M8/bf16 --out $W/seqs8b.json --num 4 --length 256
+  python3 -m sparse24.serve_app.engine_bench.numerics seqs --model $MT/bf16 --out $W/seqstiny.json --num 4 --length 128
+  cp $W/seqs8b.json "$OUT/"
+  for mode in sparse-fp8 dequantized; do
+    log "ref 8B $mode"
+    python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M8/sparse24-dense --mode $mode --device cuda \
+      --seqs $W/seqs8b.json --out $W/ref_sparse24_$mode.json 2>&1 | tail -3 | tee -a "$OUT/steps.log"
+  done
+  log "ref 8B dense"
+  python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M8/bf16 --mode dense --device cuda \
+    --seqs $W/seqs8b.json --out $W/ref_bf16_dense.json 2>&1 | tail -3 | tee -a "$OUT/steps.log"
+  ls -la $W | tee -a "$OUT/steps.log"; df -h /root | tail -1 | tee -a "$OUT/steps.log"
+  ;;
+install)
+  mkdir -p ~/vwc && cp .vw/vw-bundle.tar.xz.part1 .vw/SHA256SUMS .vw/install_on_device.sh .vw/extra/*.whl ~/vwc/
+  mkdir -p /tmp/cutlass_src && tar xzf .cache/cutlass_inc.tgz -C /tmp/cutlass_src
+  ( SPARSE24_CUTLASS_SOURCE=/tmp/cutlass_src SPARSE24_CUTLASS_VERSION=4.2.0.0 PYTHONPATH=/tmp/shim:/tmp/site \
+      python3 -m sparse24.kernels.build --jobs 14 --out /root/s24lib > "$OUT/kbuild.log" 2>&1; echo "build rc=$?" >> "$OUT/kbuild.log" ) &
+  log "install vLLM bundle"
+  (cd ~/vwc && bash install_on_device.sh) 2>&1 | tail -3 | tee -a "$OUT/steps.log"
+  python3 -m pip install -q --no-index --no-deps --no-compile --target ~/vw-site .vw/dist/*.whl 2>&1 | tail -2
+  vw_env
+  python3 -c "import vllm, ray, importlib.metadata as m; print('vllm', vllm.__version__, 'ray', ray.__version__, [e.value for e in m.entry_points(group='vllm.general_plugins')])" 2>&1 | tail -1 | tee -a "$OUT/steps.log"
+  ;;
+waitbuild)
+  for i in $(seq 1 90); do grep -q "build rc=" "$OUT/kbuild.log" 2>/dev/null && break; sleep 2; done
+  tail -3 "$OUT/kbuild.log" | tee -a "$OUT/steps.log"
+  ;;
+bf16)  vw_env; engine bf16 $M8/bf16 logprobs latency throughput ;;
+fp8)   vw_env; engine fp8 $M8/fp8 latency throughput ;;
+sparse24) vw_env; SPARSE24_BACKEND=cutlass engine sparse24 $M8/sparse24 logprobs latency throughput ;;
+redhat)
+  vw_env
+  SPARSE24_BACKEND=cutlass timeout 300 python3 -m sparse24.serve_app.engine_bench.run_engine --variant sparse24-dense \
+    --model $M8/sparse24-dense --out "$RES" --seqs $W/seqs8b.json --jobs logprobs > "$OUT/engine_sparse24-dense.log" 2>&1
+  log "redhat layout rc=$?"
+  cp $W/ref_sparse24_sparse-fp8.json $W/ref_sparse24-dense_sparse-fp8.json; cp $W/ref_sparse24_dequantized.json $W/ref_sparse24-dense_dequantized.json
+  ;;
+shallow)
+  # Every GEMM at its real 8B shape, but 2 decoder layers: a random 32-layer network amplifies any rounding
+  # difference until end-to-end log-probabilities cannot tell a kernel error from rounding (REPORT 2026-11-30).
+  vw_env; M2=/root/m8b2; T=$W/shallow; mkdir -p $T
+  python3 -m sparse24.kernels.cli model-set $M2 --shape llama-3.1-8b --layers 2 --variants sparse24 sparse24-dense --quiet 2>&1 | tail -5 | tee -a "$OUT/steps.log"
+  for v in bf16 sparse24; do
+    SPARSE24_BACKEND=$([ $v = sparse24 ] && echo cutlass || echo auto) timeout 300 python3 -m sparse24.serve_app.engine_bench.run_engine \
+      --variant $v --model $M2/$v --out $T --seqs $W/seqs8b.json --jobs logprobs greedy > "$OUT/shallow_engine_$v.log" 2>&1
+    log "shallow engine $v rc=$?"
+  done
+  python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M2/bf16 --mode dense --device cuda --seqs $W/seqs8b.json --out $T/ref_bf16_dense.json --greedy-from $T/engine_bf16.json
+  # the same references in fp32: the rounding floor the report widens its bounds to (logprobs.compare)
+  python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M2/bf16 --mode dense --device cuda --dtype float32 --seqs $W/seqs8b.json --out $T/ref_bf16_dense_fp32.json
+  python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M2/sparse24-dense --mode sparse-fp8 --device cuda --dtype float32 --seqs $W/seqs8b.json --out $T/ref_sparse24_sparse-fp8_fp32.json
+  for mode in sparse-fp8 dequantized; do
+    python3 -m sparse24.serve_app.engine_bench.numerics ref --model $M2/sparse24-dense --mode $mode --device cuda --seqs $W/seqs8b.json \
+      --out $T/ref_sparse24_$mode.json --greedy-from $T/engine_sparse24.json
+  done
+  python3 -m sparse24.serve_app.engine_bench.numerics report --dir $T --out "$OUT/numerics_8b_2layers.json" 2>&1 | tee -a "$OUT/steps.log"
+  ;;
+profile)
+  vw_env
+  for v in bf16 fp8 sparse24; do
+    SPARSE24_BACKEND=$([ $v = sparse24 ] && echo cutlass || echo auto) timeout 300 python3 -m sparse24.serve_app.engine_bench.run_engine \
+      --variant $v --model $M8/$v --out "$RES" --jobs profile > "$OUT/profile_$v.log" 2>&1
+    log "profile $v rc=$? $(grep -E '^\[' "$OUT/profile_$v.log" | tail -2 | tr '\n' ';')"
+  done
+  ;;
+tiny)
+  vw_env; T=$W/tiny; mkdir -p $T
+  for v in bf16 sparse24; do
+    SPARSE24_BACKEND=$([ $v = sparse24 ] && echo cutlass || echo auto) timeout 240 python3 -m sparse24.serve_app.engine_bench.run_engine \
+      --variant $v --model $MT/$v --out $T --seqs $W/seqstiny.json --jobs logprobs greedy \
+      --engine-arg max_model_len=2048 > "$OUT/tiny_engine_$v.log" 2>&1
+    log "tiny engine $v rc=$?"
+  done
+  python3 -m sparse24.serve_app.engine_bench.numerics ref --model $MT/bf16 --mode dense --seqs $W/seqstiny.json --out $T/ref_bf16_dense.json --greedy-from $T/engine_bf16.json
+  for mode in sparse-fp8 dequantized; do
+    python3 -m sparse24.serve_app.engine_bench.numerics ref --model $MT/sparse24 --mode $mode --seqs $W/seqstiny.json \
+      --out $T/ref_sparse24_$mode.json --greedy-from $T/engine_sparse24.json
+  done
+  python3 -m sparse24.serve_app.engine_bench.numerics report --dir $T --out "$OUT/numerics_tiny.json" 2>&1 | tee -a "$OUT/steps.log"
+  ;;
+report)
+  vw_env
+  cp $W/ref_*.json "$RES/" 2>/dev/null
+  python3 -m sparse24.serve_app.engine_bench.numerics report --dir "$RES" --out "$OUT/numerics_8b.json" 2>&1 | tee -a "$OUT/steps.log"
+  rm -f "$RES"/ref_*.json
+  python3 -m sparse24.serve_app.engine_bench.tables_report --dir "$RES" --name tables_h200 2>&1 | tail -30 | tee -a "$OUT/steps.log"
+  ;;
+serve)
+  vw_env
+  # The app is built inside the cluster: the model path and backend must be in the raylet's environment.
+  export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 SPARSE24_MODEL=$M8/sparse24-dense SPARSE24_BACKEND=cutlass
+  ray start --head --include-dashboard=false --num-cpus=16 --num-gpus=1 --disable-usage-stats > "$OUT/ray_start.log" 2>&1
+  t0=$(date +%s)
+  RAY_ADDRESS=auto timeout 400 serve run deploy/h200.yaml > "$OUT/serve_run.log" 2>&1 &
+  for i in $(seq 1 170); do curl -sf -m 2 localhost:8000/v1/models > /dev/null 2>&1 && break; sleep 2; done
+  log "serve ready after $(( $(date +%s) - t0 )) s"
+  curl -s -m 60 localhost:8000/v1/models > "$OUT/serve_models.json"
+  curl -s -m 120 localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \
+    -d '{"model":"sparse-llama-3.1-8b-fp8","messages":[{"role":"user","content":"Hello from the H200"}],"max_tokens":32}' > "$OUT/serve_chat.json"
+  curl -s -N -m 120 localhost:8000/v1/completions -H 'Content-Type: application/json' \
+    -d '{"model":"sparse-llama-3.1-8b-fp8","prompt":"The H200 says","max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}' > "$OUT/serve_stream.txt"
+  curl -s -m 30 localhost:8000/metrics | grep -E "^sparse24_|^ray_vllm_" | head -40 > "$OUT/serve_metrics.txt"
+  log "chat: $(head -c 400 "$OUT/serve_chat.json")"
+  log "stream lines: $(grep -c '^data:' "$OUT/serve_stream.txt")"
+  RAY_ADDRESS=auto serve shutdown -y > /dev/null 2>&1; ray stop --force > /dev/null 2>&1
+  grep -E "sparse24: backend|Error" "$OUT/serve_run.log" | head -5 | cut -c1-300 | tee -a "$OUT/steps.log"
+  ;;
+pack)
+  cp "$OUT/steps.log" "$DEST/" 2>/dev/null
+  tar czf "$DEST/s24_results.tgz" -C /root s24res s24logs $(cd /root && ls -d s24work/tiny s24work/shallow 2>/dev/null)
+  ls -la "$DEST"
+  ;;
+*) echo "unknown step $step"; exit 2 ;;
+esac; done
