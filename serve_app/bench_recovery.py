@@ -80,10 +80,25 @@ def _stream_until_end(base: str, model: str, started: threading.Barrier, ended: 
             started.abort()
 
 
+def _engine_pid(base: str, model: str, timeout_s: float = 60.0) -> int:
+    """The engine replica's pid from /health, once its background probe has answered (right after start-up the
+    probe may not have run yet: /health then says so instead of naming a pid)."""
+    deadline, last = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(f"{base}/health", timeout=10).json()
+            pid = last.get("models", {}).get(model, {}).get("pid")
+            if pid:
+                return int(pid)
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"/health named no engine pid for {model} within {timeout_s} s (last answer: {last})")
+
+
 def recovery_trial(base: str, model: str, deadline_s: float) -> dict:
     """Kill the engine replica under 8 streams; seconds until clients ended and service came back."""
-    health = httpx.get(f"{base}/health", timeout=10).json()
-    pid = health["models"][model]["pid"]
+    pid = _engine_pid(base, model)
     started = threading.Barrier(_STREAMS + 1, timeout=120)
     ended: list = [None] * _STREAMS
     threads = [threading.Thread(target=_stream_until_end, args=(base, model, started, ended, i), daemon=True)
