@@ -94,25 +94,18 @@ def cmd_report(args) -> int:
         eng = _read(engine_file)
         if not eng or "logprobs" not in eng:
             continue
-        e_scores = lp.scores_from_json(eng["logprobs"]["scores"])
-        sparse = _read(d / f"ref_{variant}_sparse-fp8.json")
-        if sparse:
-            unq = _read(d / f"ref_{variant}_dequantized.json")
-            f32 = _read(d / f"ref_{variant}_sparse-fp8_fp32.json")
-            cmp = lp.compare(e_scores, lp.scores_from_json(sparse["scores"]),
-                             lp.scores_from_json(unq["scores"]) if unq else None,
-                             lp.scores_from_json(f32["scores"]) if f32 else None)
-            entry = {"reference": "sparse-fp8", **cmp.to_dict(), "engine": eng.get("engine"), "meta": eng.get("meta")}
-        else:
-            dense = _read(d / f"ref_{variant}_dense.json")
-            if not dense:
-                continue
-            f32 = _read(d / f"ref_{variant}_dense_fp32.json")
-            cmp = lp.compare(e_scores, lp.scores_from_json(dense["scores"]), None,
-                             lp.scores_from_json(f32["scores"]) if f32 else None)
-            entry = {"reference": "dense", **cmp.to_dict(), "engine": eng.get("engine"), "meta": eng.get("meta")}
-        ref = sparse or _read(d / f"ref_{variant}_dense.json")
-        if ref and "greedy_scores" in ref and "greedy" in eng:
+        # A sparse engine is checked against the sparse-fp8 reference, a dense one against the dense reference.
+        mode = "sparse-fp8" if (d / f"ref_{variant}_sparse-fp8.json").is_file() else "dense"
+        ref = _read(d / f"ref_{variant}_{mode}.json")
+        if not ref:
+            continue
+        unq = _read(d / f"ref_{variant}_dequantized.json") if mode == "sparse-fp8" else None
+        f32 = _read(d / f"ref_{variant}_{mode}_fp32.json")
+        cmp = lp.compare(lp.scores_from_json(eng["logprobs"]["scores"]), lp.scores_from_json(ref["scores"]),
+                         lp.scores_from_json(unq["scores"]) if unq else None,
+                         lp.scores_from_json(f32["scores"]) if f32 else None)
+        entry = {"reference": mode, **cmp.to_dict(), "engine": eng.get("engine"), "meta": eng.get("meta")}
+        if "greedy_scores" in ref and "greedy" in eng:
             entry["greedy"] = _gap_table(ref["greedy_scores"], eng["greedy"]["prompt_tokens"], eng["greedy"]["sequences"])
         report["checks"][variant] = entry
     Path(args.out).write_text(json.dumps(report, indent=1))

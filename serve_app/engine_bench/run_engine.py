@@ -35,13 +35,11 @@ PROFILE_PROMPT, PROFILE_TOKENS = 512, 64
 GREEDY_PROMPT_TOKENS, GREEDY_NEW_TOKENS = 8, 32
 
 
-VOCAB = {"size": 10000}  # set from the engine's model in main()
-
-
-def _prompts(n: int, length: int, seed: int) -> list[dict]:
-    # Token ids below 10000 like `vllm bench latency` (random ids: content is irrelevant with ignore_eos).
+def _prompts(llm, n: int, length: int, seed: int) -> list[dict]:
+    # Token ids below 10000 like `vllm bench latency` (random ids: content is irrelevant with ignore_eos),
+    # and below the model's vocabulary (the tiny model has ~1000 tokens).
     rng = np.random.default_rng(seed)
-    high = min(10000, VOCAB["size"])
+    high = min(10000, llm.llm_engine.model_config.get_vocab_size())
     return [{"prompt_token_ids": rng.integers(3, high, size=length).tolist()} for _ in range(n)]
 
 
@@ -50,7 +48,7 @@ def run_latency(llm, cfg: TablesConfig, log) -> dict:
 
     out = {}
     for uc in cfg.use_cases:
-        prompt = _prompts(1, uc.prompt_tokens, seed=1)
+        prompt = _prompts(llm, 1, uc.prompt_tokens, seed=1)
         params = SamplingParams(temperature=1.0, top_p=1.0, ignore_eos=True, max_tokens=uc.output_tokens)
         for _ in range(cfg.latency.warmup_iters):
             llm.generate(prompt, SamplingParams(ignore_eos=True, max_tokens=cfg.latency.warmup_tokens),
@@ -73,7 +71,7 @@ def run_throughput(llm, cfg: TablesConfig, log) -> dict:
 
     def requests(n, uc, seed):
         return [SampleRequest(prompt=p, prompt_len=uc.prompt_tokens, expected_output_len=uc.output_tokens)
-                for p in _prompts(n, uc.prompt_tokens, seed)]
+                for p in _prompts(llm, n, uc.prompt_tokens, seed)]
 
     out = {}
     for uc in cfg.use_cases:
@@ -121,7 +119,7 @@ def run_profile(llm, log, top: int = 25) -> dict:
     from torch.profiler import ProfilerActivity, profile
     from vllm import SamplingParams
 
-    prompt = _prompts(1, PROFILE_PROMPT, seed=4)
+    prompt = _prompts(llm, 1, PROFILE_PROMPT, seed=4)
     params = SamplingParams(ignore_eos=True, max_tokens=PROFILE_TOKENS)
     llm.generate(prompt, params, use_tqdm=False)  # warm
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
@@ -202,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     llm = LLM(model=args.model, **engine_kwargs)
     load_s = time.perf_counter() - t0
-    VOCAB["size"] = llm.llm_engine.model_config.get_vocab_size()
     log(f"engine ready in {load_s:.0f} s")
     result = {"variant": args.variant, "model": args.model, "meta": meta, "engine_kwargs": engine_kwargs,
               "engine": _engine_meta(llm, load_s), "config": cfg.model_dump()}
