@@ -100,6 +100,19 @@ def _model_stats(http_client, model: str) -> dict:
     return r.json()["models"][model]
 
 
+def _settled_stats(http_client, model: str) -> dict:
+    """Stats once nothing is in flight and two reads 1 s apart agree: the stat logger records finished requests
+    a little after they end, so a snapshot taken right after an earlier test can miss its last request."""
+    last = None
+    for _ in range(15):
+        s = _model_stats(http_client, model)
+        if s == last and s["engine_unfinished"] == 0:
+            return s
+        last = s
+        time.sleep(1.0)
+    return last
+
+
 def _wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.25):
     """Poll predicate() until truthy (returns its value) or fail naming `what`."""
     deadline = time.monotonic() + timeout_s
@@ -122,4 +135,5 @@ def sv(serve_app):
     from types import SimpleNamespace
 
     return SimpleNamespace(base_url=serve_app, api_key=API_KEY, app_name=APP_NAME, main=MODEL_MAIN, b=MODEL_B,
-                           timeout_s=HTTP_TIMEOUT_S, wait_for=_wait_for, model_stats=_model_stats)
+                           timeout_s=HTTP_TIMEOUT_S, wait_for=_wait_for, model_stats=_model_stats,
+                           settled_stats=_settled_stats)

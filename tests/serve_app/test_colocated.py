@@ -60,7 +60,8 @@ def test_colocated_disconnect_aborts_and_autoscaling_stats_come_from_the_ingress
         def stats():
             return http.get("/health").json()["models"][MODEL]
 
-        before = stats()
+        # settled: the previous test's request may reach the stat logger only now
+        before = sv.settled_stats(http, MODEL)
         body = {"model": MODEL, "prompt": "Keep going", "max_tokens": 2000, "stream": True, "ignore_eos": True}
         with http.stream("POST", "/v1/completions", json=body) as r:
             assert r.status_code == 200

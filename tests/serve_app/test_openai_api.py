@@ -93,21 +93,8 @@ def test_missing_or_wrong_api_key_is_401(serve_app, sv):
     assert httpx.get(f"{serve_app}/health", timeout=sv.timeout_s).status_code == 200  # probes stay open
 
 
-def _settled_stats(http, sv, model: str) -> dict:
-    """Stats once nothing is in flight and two reads 1 s apart agree: the stat logger records finished requests
-    a little after they end, so a snapshot taken right after an earlier test can miss its last request."""
-    last = None
-    for _ in range(15):
-        s = sv.model_stats(http, model)
-        if s == last and s["engine_unfinished"] == 0:
-            return s
-        last = s
-        time.sleep(1.0)
-    return last
-
-
 def test_client_disconnect_aborts_generation_in_engine(http, sv):
-    before = _settled_stats(http, sv, sv.main)
+    before = sv.settled_stats(http, sv.main)
     body = {"model": sv.main, "prompt": "Keep going", "max_tokens": 2000, "stream": True, "ignore_eos": True}
     with http.stream("POST", "/v1/completions", json=body) as r:
         assert r.status_code == 200
