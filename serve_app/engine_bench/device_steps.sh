@@ -3,6 +3,7 @@
 # Run from the repo root on the GPU machine. Results and logs accumulate in /root/s24res and /root/s24logs
 # (they persist while the machine stays up); the `pack` step tars both into $OUT (the device tool returns at
 # most 8 files per call).
+#   (the bundle carries pydantic: run `install` before `models` when both parts are there)
 #   bash serve_app/engine_bench/device_steps.sh models     # part0 -> ~/vwc; kernel build (bg); 8B, 8B-2-layer, tiny model sets
 #   bash serve_app/engine_bench/device_steps.sh refs8b     # 32-layer 8B references (HF + our reference op)
 #   bash serve_app/engine_bench/device_steps.sh install    # part1 -> ~/vwc; vLLM 0.26 + Ray + our wheel
@@ -28,7 +29,7 @@ shim() {  # our package from this checkout, before the wheel is installed
   mkdir -p /tmp/shim/sparse24 && touch /tmp/shim/sparse24/__init__.py
   for d in kernels serve_app loadtest; do ln -sfn "$PWD/$d" "/tmp/shim/sparse24/$d"; done
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .vw/small/*.whl 2>&1 | tail -2
-  export PYTHONPATH=/tmp/shim:/tmp/site
+  export PYTHONPATH=/tmp/shim:/tmp/site${PYTHONPATH:+:$PYTHONPATH}  # pydantic etc. come from the bundle (install first)
 }
 vw_env() {
   # pip --target puts console scripts (ray, serve, vllm) in vw-site/bin.
@@ -52,9 +53,9 @@ models)
   { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; df -h /root | tail -1; nproc; } | tee -a "$OUT/steps.log"
   shim
   # the kernel build (CPU, ~3 min on 16 cores) overlaps the model making (GPU)
-  mkdir -p /tmp/cutlass_src && tar xzf .cache/cutlass_inc.tgz -C /tmp/cutlass_src
+  [ -f /root/s24lib/libsparse24_fp8.so ] || { mkdir -p /tmp/cutlass_src && tar xzf .cache/cutlass_inc.tgz -C /tmp/cutlass_src
   ( SPARSE24_CUTLASS_SOURCE=/tmp/cutlass_src SPARSE24_CUTLASS_VERSION=4.2.0.0 PYTHONPATH=/tmp/shim:/tmp/site \
-      python3 -m sparse24.kernels.build --jobs 14 --out /root/s24lib > "$OUT/kbuild.log" 2>&1; echo "build rc=$?" >> "$OUT/kbuild.log" ) &
+      python3 -m sparse24.kernels.build --jobs 14 --out /root/s24lib > "$OUT/kbuild.log" 2>&1; echo "build rc=$?" >> "$OUT/kbuild.log" ) & }
   log "model-set 8B"
   python3 -m sparse24.kernels.cli model-set $M8 --shape llama-3.1-8b --quiet 2>&1 | tail -8 | tee -a "$OUT/steps.log"
   cp $M8/model_set.json "$OUT/model_set_8b.json"
