@@ -5,6 +5,7 @@
 # most 8 files per call).
 #   (the bundle carries pydantic: run `install` before `models` when both parts are there)
 #   bash serve_app/engine_bench/device_steps.sh models     # part0 -> ~/vwc; kernel build (bg); 8B, 8B-2-layer, tiny model sets
+#   bash serve_app/engine_bench/device_steps.sh serve-model # only the 8B sparse `dense`-layout model (serve/overhead/recovery)
 #   bash serve_app/engine_bench/device_steps.sh refs8b     # 32-layer 8B references (HF + our reference op)
 #   bash serve_app/engine_bench/device_steps.sh install    # part1 -> ~/vwc; vLLM 0.26 + Ray + our wheel
 #   bash serve_app/engine_bench/device_steps.sh overhead   # our app vs vLLM's own server, C = 1, 8, 32 (bench_overhead)
@@ -33,8 +34,11 @@ shim() {  # our package from this checkout, before the wheel is installed
 }
 vw_env() {
   # pip --target puts console scripts (ray, serve, vllm) in vw-site/bin.
-  export PYTHONPATH=$HOME/vw-site:/tmp/shim VLLM_USE_FLASHINFER_SAMPLER=0 PATH=$HOME/vw-site/bin:$PATH
+  # /tmp/site: the small wheels the bundle lacks (compressed-tensors, loguru, prometheus-fastapi-instrumentator for
+  # vLLM's own server), installed by `shim`
+  export PYTHONPATH=$HOME/vw-site:/tmp/shim:/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 PATH=$HOME/vw-site/bin:$PATH
   [ -f kernels/_build/libsparse24_fp8.so ] && export SPARSE24_LIB=$PWD/kernels/_build/libsparse24_fp8.so
+  [ -f .vw/s24lib/libsparse24_fp8.so ] && export SPARSE24_LIB=$PWD/.vw/s24lib/libsparse24_fp8.so  # built on the CPU box
   [ -f /root/s24lib/libsparse24_fp8.so ] && export SPARSE24_LIB=/root/s24lib/libsparse24_fp8.so
   true
 }
@@ -65,6 +69,10 @@ models)
   python3 -m sparse24.serve_app.engine_bench.numerics seqs --model $MT/bf16 --out $W/seqstiny.json --num 4 --length 128
   cp $W/seqs8b.json "$OUT/"
   ;;
+serve-model)
+  shim; log "model-set 8B sparse24-dense only"
+  python3 -m sparse24.kernels.cli model-set $M8 --shape llama-3.1-8b --variants sparse24-dense --quiet 2>&1 | tail -3 | tee -a "$OUT/steps.log"
+  ;;
 refs8b)
   # 32-layer 8B references (~4 min; REPORT 2026-11-30: not a usable numerics probe, see `shallow`)
   for mode in sparse-fp8 dequantized; do
@@ -78,7 +86,7 @@ refs8b)
   ;;
 install)
   mkdir -p ~/vwc && cp .vw/vw-bundle.tar.xz.part1 .vw/SHA256SUMS .vw/install_on_device.sh .vw/extra/*.whl ~/vwc/
-  log "install vLLM bundle"
+  log "install vLLM bundle"; shim
   (cd ~/vwc && bash install_on_device.sh) 2>&1 | tail -3 | tee -a "$OUT/steps.log"
   python3 -m pip install -q --no-index --no-deps --no-compile --target ~/vw-site .vw/dist/*.whl 2>&1 | tail -2
   vw_env

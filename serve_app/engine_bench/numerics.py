@@ -111,11 +111,12 @@ def cmd_report(args) -> int:
     Path(args.out).write_text(json.dumps(report, indent=1))
     for v, c in report["checks"].items():
         quant = c["quant_effect_mean_abs"]
-        print(f"{v:16s} vs {c['reference']:10s}: mean|dlp| {c['mean_abs']:.4f} (<= {c['tolerance_mean_abs']})"
-              f"  p99 {c['p99_abs']:.4f} (<= {c['tolerance_p99_abs']})"
+        print(f"{v:16s} vs {c['reference']:10s}: mean|dlp| {c['mean_abs']:.4f} (<= {c['tolerance_mean_abs']:.4f})"
+              f"  p99 {c['p99_abs']:.4f} (<= {c['tolerance_p99_abs']:.4f})"
               + (f"  [fp8-activation effect {quant:.4f}]" if quant is not None else "")
               + (f"  [bf16-vs-fp32 floor {c['rounding_floor_mean_abs']:.4f}]" if c["rounding_floor_mean_abs"] else "") + f"  max {c['max_abs']:.4f}  top1 {c['top1_agree']:.1%}"
-              f"  non-tie flips {c['top1_disagree_outside_ties']}  {'OK' if c['ok'] else 'FAIL'}"
+              f"  flips outside ties (margin >= {c['near_tie_nats']:.3f}) {c['top1_disagree_outside_ties']}"
+              f"  {'OK' if c['ok'] else 'FAIL'}"
               + (f"  greedy worst gap {c['greedy']['worst_gap_nats']:.4f}" if "greedy" in c else ""))
     return 0 if all(c["ok"] for c in report["checks"].values()) else 1
 

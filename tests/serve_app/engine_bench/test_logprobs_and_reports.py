@@ -105,3 +105,16 @@ def test_an_fp32_reference_widens_the_bounds_to_the_rounding_floor():
     fp32 = _scores([-3.2, -1.8, -5.2, -1.2], [1, 2, 3, 4])
     c = lp.compare(engine, ref, ref_fp32=fp32)
     assert c.ok and c.rounding_floor_mean_abs == pytest.approx(0.2) and c.tolerance_mean_abs == pytest.approx(0.4)
+
+
+def test_the_near_tie_margin_widens_to_where_the_reference_flips_against_its_own_fp32_run():
+    # the bf16 reference picks another top-1 than its fp32 run at margin 0.4: an engine flip at 0.6 is rounding,
+    # one at 0.9 (> 2 x 0.4) is not
+    ref = _scores([-3.0, -2.0, -1.0], [1, 2, 3], margin=[0.4, 0.6, 0.9])
+    fp32 = _scores([-3.0, -2.0, -1.0], [7, 2, 3])
+    c = lp.compare(_scores([-3.0, -2.0, -1.0], [1, 9, 3]), ref, ref_fp32=fp32)
+    assert c.ok and c.near_tie_nats == pytest.approx(0.8)
+    c = lp.compare(_scores([-3.0, -2.0, -1.0], [1, 2, 9]), ref, ref_fp32=fp32)
+    assert not c.ok and c.top1_disagree_outside_ties == 1
+    # without an fp32 run the fixed margin applies
+    assert lp.compare(_scores([-3.0, -2.0, -1.0], [1, 9, 3]), ref).near_tie_nats == lp.NEAR_TIE_NATS
