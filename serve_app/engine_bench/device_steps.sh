@@ -18,6 +18,10 @@
 #   bash serve_app/engine_bench/device_steps.sh profile    # torch.profiler of one single-stream request, each variant
 #   bash serve_app/engine_bench/device_steps.sh report     # Tables 3/4 + numerics reports
 #   bash serve_app/engine_bench/device_steps.sh pack       # everything so far -> $OUT/s24_results.tgz
+# Carried in .vw/ (ignored): the two bundle parts, SHA256SUMS, install_on_device.sh, extra/, dist/ (our wheel),
+# small/ (wheels the bundle lacks: `pip download --no-deps compressed-tensors loguru prometheus-fastapi-instrumentator`;
+# vLLM's own server needs the last one) and optionally s24lib/libsparse24_fp8.so (built on the CPU box, ~12 min
+# with 2 jobs: saves the device ~2.5 min).
 # Several steps may be given at once. SPARSE24_COMMIT names the commit (the copy there has no .git).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
