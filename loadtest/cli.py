@@ -1,6 +1,6 @@
 """`sparse24-loadtest`: open-loop QPS sweeps and capacity curves.
 
-    sparse24-loadtest sweep CONFIG.yaml --out DIR [--qps 1,2,4] [--duration S] [--base-url URL]
+    sparse24-loadtest sweep CONFIG.yaml --out DIR [--qps 1,2,4] [--duration S] [--base-url URL] [--resume]
     sparse24-loadtest curves DIR                 # re-draw tables, plots, capacity profiles from DIR/points.json
     sparse24-loadtest profiles [--scale tiny]    # list workload profiles
     sparse24-loadtest locustfile                 # path for `locust -f` (interactive web UI)
@@ -26,6 +26,13 @@ def _sweep(args) -> int:
             raw[key] = getattr(args, key)
     if args.profiles:
         raw["profiles"] = args.profiles.split(",")
+    if args.deployments:
+        names = args.deployments.split(",")
+        unknown = sorted(set(names) - {d["name"] for d in raw["deployments"]})
+        if unknown:
+            raise ValueError(f"--deployments: {unknown} not in the config's deployments "
+                             f"{[d['name'] for d in raw['deployments']]}")
+        raw["deployments"] = [d for d in raw["deployments"] if d["name"] in names]
     if args.base_url:
         for dep in raw["deployments"]:
             dep["base_url"] = args.base_url
@@ -36,7 +43,7 @@ def _sweep(args) -> int:
     from sparse24.loadtest.execute import run_sweep
 
     command = "sparse24-loadtest " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    points = run_sweep(cfg, args.out, command, progress=not args.quiet)
+    points = run_sweep(cfg, args.out, command, progress=not args.quiet, resume=args.resume)
     out = Path(args.out)
     print((out / "capacity.md").read_text())
     unsteady = [p for p in points if not p["steady"]]
@@ -90,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--profile-scale", dest="profile_scale")
     s.add_argument("--profiles", help="comma-separated profile names (overrides the config)")
     s.add_argument("--base-url", help="override every deployment's base_url (models served side by side)")
+    s.add_argument("--deployments", help="comma-separated deployment names: measure only these")
+    s.add_argument("--resume", action="store_true",
+                   help="keep the points already in OUT/points.json (same load settings), measure the rest")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=_sweep)
     c = sub.add_parser("curves", help="re-draw tables/plots/capacity profiles from a sweep directory")

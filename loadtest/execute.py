@@ -13,6 +13,7 @@ from sparse24.loadtest.locustfile import PointPlan
 from sparse24.loadtest.metrics import SteadyStateCriteria, summarize_point
 from sparse24.loadtest.profiles import load_profiles
 from sparse24.loadtest.prompts import PromptSynthesizer, load_tokenizer
+from sparse24.loadtest.resume import MeasuredPoints
 from sparse24.loadtest.report import run_metadata, write_capacity, write_points, write_samples
 from sparse24.loadtest.runner import run_point
 from sparse24.loadtest.server import describe_server, local_model_dir
@@ -63,10 +64,13 @@ def _measure_point(cfg: SweepConfig, criteria: SteadyStateCriteria, out: Path, d
     return p
 
 
-def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: bool = True) -> list[dict]:
-    """Measure every deployment x profile x QPS point; returns the point dicts (also written to out_dir)."""
+def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: bool = True,
+              resume: bool = False) -> list[dict]:
+    """Measure every deployment x profile x QPS point; returns the point dicts (also written to out_dir).
+    `resume`: keep the points already in out_dir/points.json (same load settings) and measure only the rest."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    done = MeasuredPoints.load(out, cfg.model_dump()) if resume else MeasuredPoints([])
     profiles = load_profiles(cfg.profiles_file)
     wanted = [profiles.get(name, cfg.profile_scale) for name in cfg.profiles]  # unknown names fail before load
     criteria = SteadyStateCriteria(**cfg.steady)
@@ -83,7 +87,10 @@ def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: boo
     meta = run_metadata(command, [dict(name=d.name, base_url=d.base_url, model=i.model, replicas=d.replicas,
                                        tokenizer=d.tokenizer or local_model_dir(i.root)) for d, i, _ in targets])
     meta["config"] = cfg.model_dump()
-    points: list[dict] = []
+    if len(done):
+        log.info("resuming: %d points already measured in %s", len(done), out)
+        meta["resumed_points"] = len(done)
+    points: list[dict] = list(done.points)
     n_total = len(targets) * len(wanted) * (len(cfg.qps) if cfg.qps else cfg.auto_qps.max_points)
     bar = tqdm(total=n_total, desc="load points", unit="pt", disable=not progress)
     try:
@@ -91,9 +98,13 @@ def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: boo
             base = dict(base_url=dep.base_url, model=info.model, api=cfg.api, max_in_flight=cfg.max_in_flight,
                         drain_timeout_s=cfg.drain_timeout_s, read_timeout_s=cfg.read_timeout_s, api_key=api_key(dep))
             for prof in wanted:
-                _warm_up(base, synth, prof.prompt_tokens, prof.output_tokens, cfg.ready_timeout_s)
+                if not done.has_all(dep.name, prof.name, cfg.qps):
+                    _warm_up(base, synth, prof.prompt_tokens, prof.output_tokens, cfg.ready_timeout_s)
 
                 def measure(qps: float, dep=dep, info=info, prof=prof, base=base, synth=synth) -> dict:
+                    if (seen := done.get(dep.name, prof.name, qps)) is not None:
+                        bar.update(1)
+                        return seen
                     p = _measure_point(cfg, criteria, out, dep, info.model, prof, base, synth, qps)
                     points.append(p)
                     write_points(out, points, meta)

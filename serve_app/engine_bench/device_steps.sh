@@ -18,6 +18,11 @@
 #   bash serve_app/engine_bench/device_steps.sh profile    # torch.profiler of one single-stream request, each variant
 #   bash serve_app/engine_bench/device_steps.sh report     # Tables 3/4 + numerics reports
 #   bash serve_app/engine_bench/device_steps.sh pack       # everything so far -> $OUT/s24_results.tgz
+# Load-test session (issue 15; calls A, B, C, ... on one warm machine, each carrying what fits 64 MiB):
+#   A: pre        (carry part0, .vw/ltp, .vw/small)   -> ~/vwc; three 8B checkpoints
+#   B: pre2       (carry .vw/ltg, .vw/dist, .vw/extra, .vw/s24lib/libsparse24_fp8.so)
+#   C: install variants-up fig2 pack   (carry part1, SHA256SUMS, install_on_device.sh); S24_DEADLINE bounds fig2
+#   D: variants-up fig4 pack ; E: variants-down overhead pack
 # Carried in .vw/ (ignored): the two bundle parts, SHA256SUMS, install_on_device.sh, extra/, dist/ (our wheel),
 # small/ (wheels the bundle lacks: `pip download --no-deps compressed-tensors loguru prometheus-fastapi-instrumentator`;
 # vLLM's own server needs the last one) and optionally s24lib/libsparse24_fp8.so (built on the CPU box, ~12 min
@@ -33,14 +38,17 @@ log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/steps.log"; }
 shim() {  # our package from this checkout, before the wheel is installed
   mkdir -p /tmp/shim/sparse24 && touch /tmp/shim/sparse24/__init__.py
   for d in kernels serve_app loadtest; do ln -sfn "$PWD/$d" "/tmp/shim/sparse24/$d"; done
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .vw/small/*.whl 2>&1 | tail -2
-  export PYTHONPATH=/tmp/shim:/tmp/site${PYTHONPATH:+:$PYTHONPATH}  # pydantic etc. come from the bundle (install first)
+  # small wheels the bundle and the image lack (README "vLLM on the H200"), into /root/s24site (persists)
+  for d in .vw/small .vw/ltp .vw/ltg; do
+    [ -d $d ] && python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /root/s24site $d/*.whl 2>&1 | grep -v "already exists" | tail -2
+  done
+  export PYTHONPATH=/tmp/shim:/root/s24site${PYTHONPATH:+:$PYTHONPATH}  # pydantic etc. from the bundle or .vw/ltp
 }
 vw_env() {
   # pip --target puts console scripts (ray, serve, vllm) in vw-site/bin.
-  # /tmp/site: the small wheels the bundle lacks (compressed-tensors, loguru, prometheus-fastapi-instrumentator for
-  # vLLM's own server), installed by `shim`
-  export PYTHONPATH=$HOME/vw-site:/tmp/shim:/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 PATH=$HOME/vw-site/bin:$PATH
+  # /root/s24site: the small wheels the bundle lacks (compressed-tensors, loguru, prometheus-fastapi-instrumentator
+  # for vLLM's own server, Locust + gevent for the load test), installed by `shim`
+  export PYTHONPATH=$HOME/vw-site:/tmp/shim:/root/s24site VLLM_USE_FLASHINFER_SAMPLER=0 PATH=$HOME/vw-site/bin:/root/s24site/bin:$PATH
   [ -f kernels/_build/libsparse24_fp8.so ] && export SPARSE24_LIB=$PWD/kernels/_build/libsparse24_fp8.so
   [ -f .vw/s24lib/libsparse24_fp8.so ] && export SPARSE24_LIB=$PWD/.vw/s24lib/libsparse24_fp8.so  # built on the CPU box
   [ -f /root/s24lib/libsparse24_fp8.so ] && export SPARSE24_LIB=/root/s24lib/libsparse24_fp8.so
@@ -62,7 +70,7 @@ models)
   shim
   # the kernel build (CPU, ~3 min on 16 cores) overlaps the model making (GPU)
   [ -f /root/s24lib/libsparse24_fp8.so ] || { mkdir -p /tmp/cutlass_src && tar xzf .cache/cutlass_inc.tgz -C /tmp/cutlass_src
-  ( SPARSE24_CUTLASS_SOURCE=/tmp/cutlass_src SPARSE24_CUTLASS_VERSION=4.2.0.0 PYTHONPATH=/tmp/shim:/tmp/site \
+  ( SPARSE24_CUTLASS_SOURCE=/tmp/cutlass_src SPARSE24_CUTLASS_VERSION=4.2.0.0 PYTHONPATH=/tmp/shim:/root/s24site \
       python3 -m sparse24.kernels.build --jobs 14 --out /root/s24lib > "$OUT/kbuild.log" 2>&1; echo "build rc=$?" >> "$OUT/kbuild.log" ) & }
   log "model-set 8B"
   python3 -m sparse24.kernels.cli model-set $M8 --shape llama-3.1-8b --quiet 2>&1 | tail -8 | tee -a "$OUT/steps.log"
@@ -89,10 +97,11 @@ refs8b)
     --seqs $W/seqs8b.json --out $W/ref_bf16_dense.json 2>&1 | tail -3 | tee -a "$OUT/steps.log"
   ;;
 install)
-  mkdir -p ~/vwc && cp .vw/vw-bundle.tar.xz.part1 .vw/SHA256SUMS .vw/install_on_device.sh .vw/extra/*.whl ~/vwc/
+  mkdir -p ~/vwc/dist && cp .vw/vw-bundle.tar.xz.part1 .vw/SHA256SUMS .vw/install_on_device.sh ~/vwc/
+  cp .vw/extra/*.whl ~/vwc/ 2>/dev/null; cp .vw/dist/*.whl ~/vwc/dist/ 2>/dev/null  # or brought by `pre2`
   log "install vLLM bundle"; shim
   (cd ~/vwc && bash install_on_device.sh) 2>&1 | tail -3 | tee -a "$OUT/steps.log"
-  python3 -m pip install -q --no-index --no-deps --no-compile --target ~/vw-site .vw/dist/*.whl 2>&1 | tail -2
+  python3 -m pip install -q --no-index --no-deps --no-compile --target ~/vw-site ~/vwc/dist/*.whl 2>&1 | tail -2
   vw_env
   python3 -c "import vllm, ray, importlib.metadata as m; print('vllm', vllm.__version__, 'ray', ray.__version__, [e.value for e in m.entry_points(group='vllm.general_plugins')])" 2>&1 | tail -1 | tee -a "$OUT/steps.log"
   ;;
@@ -201,8 +210,51 @@ overhead)
   log "overhead rc=$? $(grep -E 'added by|Targets' "$RES/overhead_h200.md" 2>/dev/null | tr '\n' ';' | cut -c1-900)"
   cp /tmp/sparse24_overhead_raw/*_server.log "$OUT/" 2>/dev/null
   ;;
+pre)
+  # Call A of a load-test session (the carry limit splits what travels): part0, pydantic and the small wheels;
+  # makes the three 8B checkpoints the sweeps serve (bf16, fp8, 2:4 sparse in the RedHatAI `dense` layout).
+  mkdir -p ~/vwc && cp .vw/vw-bundle.tar.xz.part0 ~/vwc/
+  { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc; } | tee -a "$OUT/steps.log"
+  shim; log "model-set 8B bf16 fp8 sparse24-dense"
+  python3 -m sparse24.kernels.cli model-set $M8 --shape llama-3.1-8b --variants bf16 fp8 sparse24-dense --quiet 2>&1 | tail -4 | tee -a "$OUT/steps.log"
+  setsid nohup sleep 3000 > /dev/null 2>&1 < /dev/null &  # does a detached process outlive the call? (pre2 looks)
+  ;;
+pre2)
+  # Call B: Locust + gevent wheels, our wheel, the kernel library built on the CPU box, grpcio-reflection pin
+  shim; mkdir -p ~/vwc/dist /root/s24lib
+  cp .vw/dist/*.whl ~/vwc/dist/; cp .vw/extra/*.whl ~/vwc/; cp .vw/s24lib/libsparse24_fp8.so /root/s24lib/
+  python3 -c "import locust, gevent, geventhttpclient; print('locust', locust.__version__)" 2>&1 | tail -1 | tee -a "$OUT/steps.log"
+  log "detached process from the previous call alive: $(pgrep -f 'sleep 3000' > /dev/null && echo yes || echo no)"
+  ;;
+variants-up)
+  # Ray + `serve deploy deploy/h200_variants.yaml`: the three 8B variants side by side (the sweeps' server).
+  # Detached (ray start + setsid serve run), so a later call on the still-warm machine may find it running.
+  vw_env
+  export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 SPARSE24_MODEL_BF16=$M8/bf16 SPARSE24_MODEL_FP8=$M8/fp8 \
+    SPARSE24_MODEL_SPARSE=$M8/sparse24-dense
+  if curl -sf -m 3 localhost:8000/v1/models > /dev/null 2>&1; then log "variants already up"; else
+    ray start --head --include-dashboard=false --num-cpus=16 --num-gpus=1 --disable-usage-stats > "$OUT/ray_start.log" 2>&1
+    # `serve deploy` needs the dashboard (stripped from the bundle): a detached `serve run` instead
+    RAY_ADDRESS=auto setsid nohup serve run deploy/h200_variants.yaml > "$OUT/serve_run_variants.log" 2>&1 < /dev/null &
+    log "serve run started (engines start in the background; the sweep's warm-up waits for them)"
+  fi
+  ;;
+fig2|fig4|usecases)
+  # One sweep through our app, resumable: bounded by S24_DEADLINE (epoch s) so the call can still pack results.
+  vw_env; cfg=loadtest/configs/h200_$step.yaml; left=$(( ${S24_DEADLINE:-$(( $(date +%s) + 560 ))} - $(date +%s) - 20 ))
+  log "sweep $step for up to ${left} s"
+  [ $left -gt 60 ] && timeout --signal=INT $left python3 -m sparse24.loadtest.cli sweep $cfg --out "$RES/$step" --resume --quiet \
+    > "$OUT/sweep_$step.log" 2>&1
+  log "sweep $step rc=$? $(grep -cE '"target_qps"' "$RES/$step/points.json" 2>/dev/null) points"
+  python3 -m sparse24.loadtest.cli curves "$RES/$step" > /dev/null 2>&1
+  grep -E "^\|" "$RES/$step/capacity.md" 2>/dev/null | head -24 | tee -a "$OUT/steps.log"
+  ray list actors --limit 50 2>/dev/null | grep -c ALIVE | sed 's/^/ray actors alive: /' | tee -a "$OUT/steps.log"
+  ;;
+variants-down)
+  vw_env; RAY_ADDRESS=auto serve shutdown -y > /dev/null 2>&1; ray stop --force > /dev/null 2>&1; log "variants down" ;;
 pack)
   cp "$OUT/steps.log" "$DEST/" 2>/dev/null
+  cp /tmp/ray/session_latest/logs/serve/*.log "$OUT/" 2>/dev/null  # replica logs (engine start, errors)
   tar czf "$DEST/s24_results.tgz" -C /root s24res s24logs $(cd /root && ls -d s24work/tiny s24work/shallow 2>/dev/null)
   ls -la "$DEST"
   ;;

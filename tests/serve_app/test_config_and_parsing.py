@@ -14,11 +14,12 @@ from sparse24.serve_app.requests import parse_body, parse_request, resolve_model
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "ab.yaml", "h100.yaml", "h200.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "ab.yaml", "h100.yaml", "h200.yaml", "h200_variants.yaml"])
 def test_deploy_files_are_valid_serve_configs_with_valid_args(name, monkeypatch):
     from ray.serve.schema import ServeDeploySchema
 
-    monkeypatch.setenv("SPARSE24_MODEL", "/models/some-sparse-llama")
+    for var in ("SPARSE24_MODEL", "SPARSE24_MODEL_BF16", "SPARSE24_MODEL_FP8", "SPARSE24_MODEL_SPARSE"):
+        monkeypatch.setenv(var, f"/models/{var.lower()}")
     doc = yaml.safe_load((DEPLOY / name).read_text())
     ServeDeploySchema.model_validate(doc)
     (app,) = doc["applications"]
