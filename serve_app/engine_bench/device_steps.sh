@@ -205,7 +205,7 @@ overhead)
   # Issue 15: our app (two-hop, colocated) vs vLLM's own OpenAI server, 8B sparse, one GPU shared three ways
   vw_env
   export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 SPARSE24_MODEL=$M8/sparse24-dense SPARSE24_BACKEND=cutlass
-  timeout 580 python3 -m sparse24.serve_app.bench_overhead --config deploy/h200.yaml --servers vllm,ours,colocated \
+  timeout ${OVERHEAD_TIMEOUT:-580} python3 -m sparse24.serve_app.bench_overhead --config deploy/h200.yaml --servers vllm,ours,colocated \
     --concurrency 1,8,32 --gpu-memory-utilization 0.28 --rounds 3 --out "$RES/overhead_h200" > "$OUT/overhead.log" 2>&1
   log "overhead rc=$? $(grep -E 'added by|Targets' "$RES/overhead_h200.md" 2>/dev/null | tr '\n' ';' | cut -c1-900)"
   cp /tmp/sparse24_overhead_raw/*_server.log "$OUT/" 2>/dev/null
@@ -242,6 +242,8 @@ variants-up)
 fig2|fig4|usecases)
   # One sweep through our app, resumable: bounded by S24_DEADLINE (epoch s) so the call can still pack results.
   vw_env; cfg=loadtest/configs/h200_$step.yaml; left=$(( ${S24_DEADLINE:-$(( $(date +%s) + 560 ))} - $(date +%s) - 20 ))
+  for i in $(seq 1 120); do curl -sf -m 2 localhost:8000/v1/models > /dev/null 2>&1 && break; sleep 2; done  # proxy up
+  left=$(( ${S24_DEADLINE:-$(( $(date +%s) + 560 ))} - $(date +%s) - 20 ))
   log "sweep $step for up to ${left} s"
   [ $left -gt 60 ] && timeout --signal=INT $left python3 -m sparse24.loadtest.cli sweep $cfg --out "$RES/$step" --resume --quiet \
     > "$OUT/sweep_$step.log" 2>&1
