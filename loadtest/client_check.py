@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                                    "failed": sum(not s.success for s in samples)}
                 else:
                     n = max(1, round(qps * a.duration_s))
-                    res = run_vllm(base, qps, n, a.tokens, tok_dir, out.parent / f"{out.name}_vllm_c{c}.json")
+                    res = run_vllm(base, qps, n, a.tokens, tok_dir, Path(tok_dir) / f"vllm_c{c}.json")  # raw: MBs
                     records = _get(base + "/truth")["records"]
                     row["vllm"] = {"measured": {k: res[k] for k in _STATS}, "truth": truth_stats(records),
                                    "chunk_lag_ms": vllm_chunk_lags(res["raw"], records),
