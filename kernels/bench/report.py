@@ -183,8 +183,8 @@ def markdown(result: dict) -> str:
     rows = enrich(result["rows"], peaks)
     lines = [f"# Sparse-FP8 GEMM benchmark — {env.get('gpu')}, {env.get('date')}", ""]
     lines.append(f"torch {env.get('torch')} (CUDA {env.get('cuda')}), driver/clock/power {env.get('driver')}, "
-                 f"CUTLASS {env.get('cutlass')}, library `{env.get('library')}`, commit {env.get('commit')}, "
-                 f"tuning table {env.get('tuning_table')}.")
+                 f"CUTLASS {env.get('cutlass')}, library `{env.get('library')}`, commit {env.get('commit') or 'not recorded'}, "
+                 f"tuning table {env.get('tuning_table') or 'not recorded'}.")
     lines.append(f"Peers: vLLM {env.get('vllm', 'not measured')}; cuSPARSELt {env.get('cusparselt', 'not measured')}.")
     if env.get("command"):
         lines.append(f"Command: `{env['command']}`.")
