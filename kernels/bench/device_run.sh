@@ -50,7 +50,8 @@ for step in $steps; do
     cp kernels/_build/libsparse24_fp8.so "$OUT/" 2>/dev/null
   fi
   if [[ $step == tests || $step == all ]]; then
-    timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -ra --tb=short tests/kernels/test_gpu_sparse_fp8.py -p no:cacheprovider 2>&1 | tail -${TEST_TAIL:-80} | tee -a "$LOG"
+    peers
+    timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -ra --tb=short tests/kernels/test_gpu_sparse_fp8.py tests/kernels/test_gpu_peers.py -p no:cacheprovider 2>&1 | tail -${TEST_TAIL:-80} | tee -a "$LOG"
   fi
   if [[ $step == tune || $step == all ]]; then
     timeout ${TUNE_TIMEOUT:-170} python3 -m sparse24.kernels.tuning.tune --out "$OUT/$TABLE" --raw "$OUT/tune_raw.json" \
