@@ -15,7 +15,7 @@ WH=${WHEELHOUSE:-../shared/gpu-wheelhouse}
 PY=${PY:-python3}
 LIMIT_MIB=${LIMIT_MIB:-62}
 mkdir -p .cache .vllm_ops
-git rev-parse --short HEAD > .cache/COMMIT 2>/dev/null || echo unknown > .cache/COMMIT
+{ git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown; } > .cache/COMMIT
 if [ ! -f .cache/cutlass_inc.tgz ]; then
   src=$($PY -c "import cutlass_library,os;print(os.path.dirname(cutlass_library.__file__))")/source
   tar czf .cache/cutlass_inc.tgz -C "$src" include/cutlass include/cute tools/util/include
