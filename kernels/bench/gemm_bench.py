@@ -1,15 +1,15 @@
-"""Kernel benchmark: our 2:4-sparse FP8 GEMM vs bf16 torch.mm, cuBLASLt FP8 and cuSPARSELt, one run.
+"""Kernel benchmark: our 2:4-sparse FP8 GEMM vs every dense FP8 peer and cuSPARSELt, one run (issue 17).
 
-    python -m sparse24.kernels.bench.gemm_bench [--out kernels/bench/results] [--quick]
-    python -m sparse24.kernels.bench.gemm_bench --plot RESULT.json      # PNG + markdown from a JSON (no GPU)
+    python -m sparse24.kernels.bench.gemm_bench [--out DIR] [--shapes llama8b,fig3] [--ms 1,16,...] [--quick]
+    python -m sparse24.kernels.bench.gemm_bench --plot RESULT.json      # .md + .png from a JSON (no GPU)
 
-(a) the seed's Fig 3: weight 4096x28672 (N=28672, K=4096), M = 1, 2, 4, ..., 8192;
-(b) Llama-3.1-8B and -70B linear shapes at M = 1, 16, 64, 128, 512, 2048, 8192.
-Per point (median us, L2 flushed, CUDA events): bf16 `torch.mm`; cuBLASLt fp8 `torch._scaled_mm` row-wise
-(GEMM alone, best of use_fast_accum on/off); ours sparse GEMM alone (the dispatched choice, and the best
-pure-sparse config of the tuning table); ours quant+GEMM (the whole `sparse24::sparse_fp8_linear` op) vs our
-quantizer + cuBLASLt; cuSPARSELt (`torch._cslt_sparse_mm`) on a few Fig 3 points where it runs.
-Writes <device>_<date>.json and .md (and .png where matplotlib is installed) under --out.
+Default: the Llama-3.1-8B linears (qkv, o, gate_up, down) and the seed's Fig 3 weight (28672x4096, the same
+as gate_up: its rows are copied, not re-measured), M = 1, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192.
+Per (shape, M), median µs of CUDA-graph replays with L2 flushed (timing.bench_us): bf16 torch.mm; cuBLASLt
+fp8 row-wise (torch._scaled_mm, fast accum off and on); vLLM's CUTLASS cutlass_scaled_mm; ours (the
+dispatched choice and the sparse kernel alone); cuSPARSELt with a cached plan; whole ops (per-token quant +
+GEMM): ours, vLLM's, our quantizer + cuBLASLt. Peers that cannot run here are skipped with the reason
+(peers.py). Ratios and issue-17 targets: report.py. Writes <device>_<date>.json/.md/.png under --out.
 """
 from __future__ import annotations
 
@@ -18,31 +18,49 @@ import datetime as dt
 import json
 import logging
 import os
+import platform
 import re
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from .. import ops
+from .. import devices, ops
 from ..linear import pack_sparse_fp8_weight
-from ..tuning.table import MODES, Choice, load_table
-from .shapes import FIG3, FIG3_MS, LLAMA_3_1_8B, LLAMA_3_1_70B, random_24_fp8
+from ..tuning.table import MODES, Choice, default_choice, load_table, table_for_device
+from . import peers, report
+from .shapes import FIG3, LLAMA_3_1_8B, LLAMA_3_1_70B, random_24_fp8
 from .timing import bench_us
 
 logger = logging.getLogger(__name__)
 RESULTS = Path(__file__).resolve().parent / "results"
-MODEL_MS = [1, 16, 64, 128, 512, 2048, 8192]
-CSLT_MS = [16, 128, 1024, 4096]
-HBM_TBS = 3.35  # H100 SXM datasheet
-FP8_DENSE_TFLOPS = 1979.0  # H100 SXM datasheet, dense fp8 (sparse: 2x)
+BENCH_MS = [1, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
+QUICK_MS = [1, 64, 1024, 8192]
+MODELS = {"llama8b": LLAMA_3_1_8B, "llama70b": LLAMA_3_1_70B}
+
+
+def _git_commit() -> str:
+    if os.environ.get("SPARSE24_COMMIT"):  # the device's copy of the tree has no .git
+        return os.environ["SPARSE24_COMMIT"]
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def environment() -> dict:
-    env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "library": ops.library_version(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "sm_count": torch.cuda.get_device_properties(0).multi_processor_count}
+    name, cap = devices.current_name_and_capability()
+    peaks, known = devices.lookup_or_default(name, cap)
+    env = {"gpu": name, "capability": list(cap) if cap else None, "torch": torch.__version__,
+           "cuda": torch.version.cuda, "library": ops.library_version(), "python": platform.python_version(),
+           "host": platform.node(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+           "sm_count": torch.cuda.get_device_properties(0).multi_processor_count, "commit": _git_commit(),
+           "command": " ".join(["python -m sparse24.kernels.bench.gemm_bench", *sys.argv[1:]]),
+           "peaks": dict(asdict(peaks), known=known),
+           "tuning_table": os.environ.get("SPARSE24_TUNING_TABLE") or str(table_for_device(name, cap).name)}
     try:
         env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit",
                                         "--format=csv,noheader"], capture_output=True, text=True,
@@ -54,44 +72,45 @@ def environment() -> dict:
     return env
 
 
-def cslt_setup(w: torch.Tensor):
-    try:
-        comp = torch._cslt_compress(w)
-        return comp
-    except Exception as e:  # noqa: BLE001 - baseline only where it runs
-        logger.info("cuSPARSELt unavailable: %s", e)
-        return None
-
-
-def measure_shape(label: str, n: int, k: int, ms: list[int], cslt_ms: list[int]) -> list[dict]:
+def measure_shape(label: str, n: int, k: int, ms: list[int], vllm_ops, skipped: dict) -> list[dict]:
+    """Every column at every M for one weight shape (rows of report.py's keys)."""
     w, s_w = random_24_fp8(n, k, seed=n * 7 + k)
     packed = pack_sparse_fp8_weight(w, s_w)
     st = packed.gpu_state
     w_bf16 = (w.float() * s_w).to(torch.bfloat16)
-    w_t = w.t()
+    w_t = w.t()  # [K, N] column-major: what torch._scaled_mm and vLLM's cutlass_scaled_mm want
+    s_w_row, s_w_col = s_w.reshape(1, -1), s_w.reshape(-1, 1).contiguous()
     table = load_table(os.environ.get("SPARSE24_TUNING_TABLE"))  # the table ops' dispatcher uses
-    cslt = cslt_setup(w) if cslt_ms else None
+    cslt, why = peers.load_cusparselt(w, s_w)
+    if cslt is None:
+        skipped.setdefault("cuSPARSELt", why)
     rows = []
     for m in ms:
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         xq, s_x = ops.quantize_per_token(x)
         r = {"shape": label, "n": n, "k": k, "m": m}
         r["bf16_us"] = bench_us(lambda: torch.mm(x, w_bf16.t()))
-        d = {}
-        for fast in (False, True):
-            d[fast] = bench_us(lambda: torch._scaled_mm(xq, w_t, scale_a=s_x, scale_b=s_w.reshape(1, -1),
-                                                        out_dtype=torch.bfloat16, use_fast_accum=fast))
-        r["fp8_us"], r["fp8_fast_accum_us"] = d[False], d[True]
-        r["fp8_best_us"] = min(d.values())
+        for key, fast in (("fp8_us", False), ("fp8_fast_accum_us", True)):
+            r[key] = bench_us(lambda: torch._scaled_mm(xq, w_t, scale_a=s_x, scale_b=s_w_row,
+                                                       out_dtype=torch.bfloat16, use_fast_accum=fast))
+        r["fp8_best_us"] = min(r["fp8_us"], r["fp8_fast_accum_us"])
         choice = table.lookup(m, n, k)
         r["dispatch"] = f"{choice.backend}:{choice.config}/{choice.mode}/{choice.splits}"
         # the table keeps the best pure-sparse config in dense rows too: time it as "sparse kernel alone"
-        sparse_choice = Choice("sparse", choice.config, choice.mode, choice.splits)
-        cid = ops.config_names()[sparse_choice.config]
-        r["sparse_config"] = f"{sparse_choice.config}/{sparse_choice.mode}/{sparse_choice.splits}"
-        r["sparse_us"] = bench_us(lambda: ops.sparse_gemm(xq, s_x, st.a_values, st.e_meta, st.s_w, None,
-                                                          torch.bfloat16, cid, MODES[sparse_choice.mode],
-                                                          sparse_choice.splits))
+        sc = Choice("sparse", choice.config, choice.mode, choice.splits)
+        if sc.config not in ops.config_names():  # a partial build: the untuned rule, else any compiled config
+            sc = default_choice(m)
+            if sc.config not in ops.config_names():
+                sc = Choice(config=sorted(ops.config_names())[0])
+        cid = ops.config_names()[sc.config]
+        r["sparse_config"] = f"{sc.config}/{sc.mode}/{sc.splits}"
+
+        def ours():
+            return ops.sparse_gemm(xq, s_x, st.a_values, st.e_meta, st.s_w, None, torch.bfloat16, cid,
+                                   MODES[sc.mode], sc.splits)
+
+        ref = ours()
+        r["sparse_us"] = bench_us(ours)
         r["dispatched_us"] = r["fp8_best_us"] if choice.backend == "dense" else r["sparse_us"]
         r["quant_us"] = bench_us(lambda: ops.quantize_per_token(x))
         r["sparse_linear_us"] = bench_us(lambda: ops.sparse_fp8_linear_op(x, st.a_values, st.e_meta, st.s_w, None,
@@ -99,75 +118,29 @@ def measure_shape(label: str, n: int, k: int, ms: list[int], cslt_ms: list[int])
 
         def dense_linear():
             q, s = ops.quantize_per_token(x)
-            return torch._scaled_mm(q, w_t, scale_a=s, scale_b=s_w.reshape(1, -1), out_dtype=torch.bfloat16,
+            return torch._scaled_mm(q, w_t, scale_a=s, scale_b=s_w_row, out_dtype=torch.bfloat16,
                                     use_fast_accum=True)
 
         r["fp8_linear_us"] = bench_us(dense_linear)
         # eager (no CUDA graph): what a caller pays per call including host overhead
         r["sparse_linear_eager_us"] = bench_us(lambda: ops.sparse_fp8_linear(x, packed, None, torch.bfloat16),
                                                graph=False)
-        if cslt is not None and m in cslt_ms:
-            try:
-                r["cusparselt_us"] = bench_us(lambda: torch._cslt_sparse_mm(cslt, xq.t(), out_dtype=torch.bfloat16),
-                                              graph=False)
-            except Exception as e:  # noqa: BLE001
-                logger.info("cuSPARSELt failed at M=%d: %s", m, e)
-                cslt = None
-        # derived numbers
-        sp_bytes = n * k // 2 + n * k // 8 + m * k + 2 * m * n
-        r["sparse_tbs"] = round(sp_bytes / (r["sparse_us"] * 1e-6) / 1e12, 3)
-        r["sparse_dense_equiv_tflops"] = round(2 * m * n * k / (r["sparse_us"] * 1e-6) / 1e12, 1)
-        r["fp8_tbs"] = round((n * k + m * k + 2 * m * n) / (r["fp8_best_us"] * 1e-6) / 1e12, 3)
-        r["sparse_hbm_util"] = round(r["sparse_tbs"] / HBM_TBS, 3)
-        r["sparse_tc_util"] = round(r["sparse_dense_equiv_tflops"] / (2 * FP8_DENSE_TFLOPS), 3)
-        r["speedup_vs_fp8"] = round(r["fp8_best_us"] / r["dispatched_us"], 3)
-        r["sparse_kernel_vs_fp8"] = round(r["fp8_best_us"] / r["sparse_us"], 3)
-        r["speedup_vs_bf16"] = round(r["bf16_us"] / r["dispatched_us"], 3)
-        r["linear_vs_fp8_linear"] = round(r["fp8_linear_us"] / r["sparse_linear_us"], 3)
-        r["linear_vs_bf16"] = round(r["bf16_us"] / r["sparse_linear_us"], 3)
+        if vllm_ops is not None:
+            r.update(peers.measure_vllm(vllm_ops, x, xq, s_x, w_t, s_w_col, ref))
+        if cslt is not None:
+            r.update(cslt.measure(xq, s_x, ref))
         for key in list(r):
-            if key.endswith("_us"):
+            if key.endswith("_us") and isinstance(r[key], float):
                 r[key] = round(r[key], 2)
-        logger.info("%s M=%d: sparse %.1f (%s) fp8 %.1f bf16 %.1f -> %.2fx fp8, %.2fx bf16; linear %.1f vs %.1f",
-                    label, m, r["sparse_us"], r["dispatch"], r["fp8_best_us"], r["bf16_us"], r["speedup_vs_fp8"],
-                    r["speedup_vs_bf16"], r["sparse_linear_us"], r["fp8_linear_us"])
+        d = report.derive(r)
+        logger.info("%s M=%d: ours %.1f (%s) fastest dense %s %s -> x%s; vLLM whole %s vs ours %.1f; cuSPARSELt %s%s",
+                    label, m, r["dispatched_us"], r["dispatch"], d["fastest_dense"], d["fastest_dense_us"],
+                    d["x_dense"], r.get("vllm_linear_us"), r["sparse_linear_us"], r.get("cslt_cached_us"),
+                    f" ({r['cslt_error']})" if "cslt_error" in r else "")
         rows.append(r)
     del packed, w_bf16, w, cslt
     torch.cuda.empty_cache()
     return rows
-
-
-def markdown(result: dict) -> str:
-    env = result["environment"]
-    lines = [f"# Sparse-FP8 GEMM benchmark — {env['gpu']}, {env['date']}", "",
-             f"torch {env['torch']} (CUDA {env['cuda']}), driver/clock/power {env['driver']}, "
-             f"CUTLASS {env['cutlass']}, library `{env['library']}`.", "",
-             "Median µs, L2 flushed. `fp8` = cuBLASLt `torch._scaled_mm` row-wise, best of use_fast_accum on/off "
-             "(GEMM alone, pre-quantized X). `ours` = dispatched kernel (GEMM alone). `×fp8`, `×bf16` = speedups of "
-             "ours. `lin ours/fp8` = whole op incl. per-token quantization: ours vs our quantizer + cuBLASLt. "
-             "TB/s = bytes the sparse kernel must move / time (HBM 3.35 TB/s datasheet).", ""]
-    hdr = ("| shape | M | bf16 | fp8 | ours | dispatch | ×fp8 | ×bf16 | TB/s | TFLOP/s | lin ours | lin fp8 | "
-           "cuSPARSELt |")
-    lines += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
-    for r in result["rows"]:
-        lines.append(f"| {r['shape']} | {r['m']} | {r['bf16_us']} | {r['fp8_best_us']} | {r['dispatched_us']} | "
-                     f"{r['dispatch']} | {r['speedup_vs_fp8']:.2f} | {r['speedup_vs_bf16']:.2f} | "
-                     f"{r['sparse_tbs']:.2f} | {r['sparse_dense_equiv_tflops']} | {r['sparse_linear_us']} | "
-                     f"{r['fp8_linear_us']} | {r.get('cusparselt_us', '')} |")
-    lines += ["", "## Targets (issue 4)", ""]
-    fig = [r for r in result["rows"] if r["shape"] == "fig3"]
-    if fig:
-        worst = min(r["speedup_vs_fp8"] for r in fig)
-        small = min((r["speedup_vs_fp8"] for r in fig if r["m"] <= 64), default=float("nan"))
-        large = min((r["speedup_vs_fp8"] for r in fig if r["m"] >= 2048), default=float("nan"))
-        bf = min((r["speedup_vs_bf16"] for r in fig if r["m"] >= 2048), default=float("nan"))
-        allmin = min(r["speedup_vs_fp8"] for r in result["rows"])
-        lines += [f"- Fig 3 shape, every M: min ×fp8 = {worst:.2f} (target ≥ 1.3)",
-                  f"- Fig 3 shape, M ≤ 64: min ×fp8 = {small:.2f} (target ≥ 1.6)",
-                  f"- Fig 3 shape, M ≥ 2048: min ×fp8 = {large:.2f} (target ≥ 1.6)",
-                  f"- Fig 3 shape, M ≥ 2048: min ×bf16 = {bf:.2f} (target ≥ 2.8)",
-                  f"- every shape and M: min ×fp8 = {allmin:.2f} (target ≥ 1.0, dispatch)"]
-    return "\n".join(lines) + "\n"
 
 
 def plot(result: dict, path: Path) -> bool:
@@ -179,23 +152,34 @@ def plot(result: dict, path: Path) -> bool:
     except ImportError:
         logger.info("matplotlib not installed: no PNG (run --plot on the JSON elsewhere)")
         return False
-    fig = [r for r in result["rows"] if r["shape"] == "fig3"]
-    ms = [r["m"] for r in fig]
-    f, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for key, lab in (("bf16_us", "BF16 torch.mm"), ("fp8_best_us", "FP8 cuBLASLt row-wise"),
-                     ("dispatched_us", "2:4 sparse FP8 (ours)")):
-        a1.plot(ms, [r[key] for r in fig], marker="o", label=lab)
-    a1.set(xscale="log", yscale="log", xlabel="M (tokens)", ylabel="µs (median)",
-           title=f"GEMM latency, weight {FIG3[1]}×{FIG3[0]}")
+    rows = report.enrich([r for r in result["rows"] if r["shape"] == "fig3"], result["environment"].get("peaks"))
+    if not rows:
+        return False
+    ms = [r["m"] for r in rows]
+    f, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for key, lab in (("bf16_us", "BF16 torch.mm"), ("fp8_best_us", "FP8 cuBLASLt row-wise (best accum)"),
+                     ("vllm_cutlass_us", "FP8 vLLM CUTLASS"), ("cslt_cached_us", "2:4 FP8 cuSPARSELt (cached plan)"),
+                     ("dispatched_us", "2:4 FP8 ours")):
+        pts = [(m, r[key]) for m, r in zip(ms, rows) if r.get(key)]
+        if pts:
+            a1.plot(*zip(*pts), marker="o", label=lab)
+    a1.set(yscale="log", xlabel="M (tokens)", ylabel="µs (median)", title=f"GEMM latency, weight {FIG3[0]}×{FIG3[1]}")
     a1.set_xscale("log", base=2)
-    a1.legend()
-    a2.plot(ms, [r["bf16_us"] / r["fp8_best_us"] for r in fig], marker="o", label="FP8 dense vs BF16")
-    a2.plot(ms, [r["speedup_vs_bf16"] for r in fig], marker="o", label="2:4 sparse FP8 vs BF16")
-    a2.plot(ms, [r["speedup_vs_fp8"] for r in fig], marker="s", label="2:4 sparse FP8 vs FP8 dense")
+    a1.legend(fontsize=8)
+    for key, lab in (("x_dense", "ours vs fastest dense FP8"), ("x_cublaslt", "ours vs cuBLASLt FP8"),
+                     ("x_cslt", "ours vs cuSPARSELt cached"), ("x_vllm_linear", "whole op: ours vs vLLM")):
+        pts = [(m, r[key]) for m, r in zip(ms, rows) if r.get(key)]
+        if pts:
+            a2.plot(*zip(*pts), marker="o", label=lab)
+    for t in report.TARGETS:
+        if t.metric == "x_dense" and t.minimum > 1.0:
+            lo, hi = max(t.m_min, ms[0]), min(t.m_max, ms[-1])
+            a2.hlines(t.minimum, lo, hi, colors="gray", linestyles="dashed", lw=0.8)
     a2.axhline(1.0, color="gray", lw=0.8)
     a2.set_xscale("log", base=2)
-    a2.set(xlabel="M (tokens)", ylabel="speedup", title=f"Fig 3 reproduction — {result['environment']['gpu']}")
-    a2.legend()
+    a2.set(xlabel="M (tokens)", ylabel="speedup (dashed: issue-17 targets)",
+           title=f"Fig 3 — {result['environment'].get('gpu')}")
+    a2.legend(fontsize=8)
     f.tight_layout()
     f.savefig(path, dpi=110)
     return True
@@ -203,19 +187,40 @@ def plot(result: dict, path: Path) -> bool:
 
 def write_outputs(result: dict, out: Path) -> Path:
     env = result["environment"]
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", env["gpu"]).strip("_").lower()
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", env["gpu"] or "cpu").strip("_").lower()
     stem = out / f"{slug}_{env['date'][:10]}"
     out.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(markdown(result))
+    rows = report.enrich(result["rows"], env.get("peaks"))
+    stem.with_suffix(".json").write_text(json.dumps(dict(result, rows=rows, summary=report.summary(rows)),
+                                                    indent=1, default=str) + "\n")
+    stem.with_suffix(".md").write_text(report.markdown(result))
     plot(result, stem.with_suffix(".png"))
     return stem
+
+
+def shape_list(spec: str) -> list[tuple[str, int, int]]:
+    """'llama8b,fig3' -> [(label, N, K)]; fig3 last (its rows are copied from llama8b.gate_up when measured)."""
+    out = []
+    for part in spec.split(","):
+        if part in MODELS:
+            out += [(f"{part}.{n}", *nk) for n, nk in MODELS[part].items()]
+        elif part == "fig3":
+            continue
+        elif part.split(".")[0] in MODELS and part.split(".", 1)[1] in MODELS[part.split(".")[0]]:
+            out.append((part, *MODELS[part.split(".")[0]][part.split(".", 1)[1]]))
+        else:
+            raise ValueError(f"unknown shape {part!r}: use llama8b, llama70b, fig3 or e.g. llama8b.qkv")
+    if "fig3" in spec.split(","):
+        out.append(("fig3", *FIG3))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--quick", action="store_true", help="Fig 3 shape only")
+    ap.add_argument("--shapes", default="llama8b,fig3", help="llama8b, llama70b, fig3 or names like llama8b.qkv")
+    ap.add_argument("--ms", default=None, help=f"comma-separated M (default {','.join(map(str, BENCH_MS))})")
+    ap.add_argument("--quick", action="store_true", help=f"Fig 3 shape only, M = {QUICK_MS}")
     ap.add_argument("--plot", type=Path, default=None, help="re-render .md/.png from a result JSON and exit")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -226,20 +231,27 @@ def main(argv: list[str] | None = None) -> int:
     if not ops.gpu_backend_available():
         print(f"bench: backend unavailable: {ops.unavailable_reason()}", file=sys.stderr)
         return 1
+    shapes = shape_list("fig3" if args.quick else args.shapes)
+    ms = [int(v) for v in args.ms.split(",")] if args.ms else (QUICK_MS if args.quick else BENCH_MS)
     env = environment()
-    rows = measure_shape("fig3", *FIG3, FIG3_MS, CSLT_MS)
-    stem = write_outputs({"environment": env, "rows": rows}, args.out)  # partial results survive a timeout
-    if not args.quick:
-        for pre, shapes in (("llama8b", LLAMA_3_1_8B), ("llama70b", LLAMA_3_1_70B)):
-            for name, (n, k) in shapes.items():
-                if (n, k) == FIG3 and pre == "llama8b":
-                    rows += [dict(r, shape=f"{pre}.{name}") for r in rows if r["shape"] == "fig3" and r["m"] in MODEL_MS]
-                    continue
-                rows += measure_shape(f"{pre}.{name}", n, k, MODEL_MS, [])
-                stem = write_outputs({"environment": env, "rows": rows}, args.out)
-    result = {"environment": env, "rows": rows}
-    print(markdown(result))
-    print(f"wrote {stem}.json/.md")
+    skipped: dict[str, str] = {}
+    vllm_ops, why = peers.load_vllm_ops()
+    env["vllm"] = vllm_ops.source if vllm_ops else "skipped"
+    if why:
+        skipped["vLLM"] = why
+    env["cusparselt"] = peers.cusparselt_version() or "skipped"
+    env["skipped"] = skipped
+    logger.info("peers: vLLM %s; cuSPARSELt %s; skipped %s", env["vllm"], env["cusparselt"], skipped)
+    rows: list[dict] = []
+    stem = None
+    for label, n, k in shapes:
+        if label == "fig3" and any((r["n"], r["k"]) == FIG3 for r in rows):
+            rows += [dict(r, shape="fig3") for r in rows if (r["n"], r["k"]) == FIG3 and r["shape"] != "fig3"]
+        else:
+            rows += measure_shape(label, n, k, ms, vllm_ops, skipped)
+        stem = write_outputs({"environment": env, "rows": rows}, args.out)  # partial results survive a timeout
+    print(report.markdown({"environment": env, "rows": rows}))
+    print(f"wrote {stem}.json/.md/.png")
     return 0
 
 

@@ -7,6 +7,10 @@ The table (JSON, written on the device by `python -m sparse24.kernels.tuning.tun
         "28672,4096": [{"m_max": 16, "backend": "sparse", "config": "sk128x16x256", "mode": "stream_k",
                         "splits": 1, "us": 31.2, "dense_us": 61.0}, ...]}}
 
+Tables are per device: kernels/tuning/<key>_sm90.json with key from kernels/devices.py ("h100", "h200"), picked
+by the current device's name; a device without its own table uses h100_sm90.json (the first one measured)
+and says so once in the log. $SPARSE24_TUNING_TABLE overrides the choice.
+
 backend "sparse" runs our CUTLASS kernel with that config/decomposition; "dense" runs cuBLASLt fp8
 (`torch._scaled_mm`, row-wise scales) on a dense copy of the weight, for buckets where that was faster.
 Shapes or M beyond the table fall back to `default_choice`, a rule of thumb by M.
@@ -20,9 +24,12 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .. import devices
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_TABLE = Path(__file__).resolve().parent / "h100_sm90.json"
+TUNING_DIR = Path(__file__).resolve().parent
+DEFAULT_TABLE = TUNING_DIR / "h100_sm90.json"  # the fallback: measured on the H100 SXM (2026-11-25)
 MODES = {"heuristic": 0, "data_parallel": 1, "split_k": 2, "stream_k": 3}
 
 
@@ -93,10 +100,30 @@ class TuningTable:
         return sorted(self._shapes)
 
 
-@lru_cache(maxsize=4)
+def table_name(device_name: str | None, capability: tuple[int, int] | None = None) -> str | None:
+    """File name of the tuning table for a device ("NVIDIA H200" -> "h200_sm90.json"); None if unknown."""
+    peaks = devices.lookup(device_name, capability)
+    return f"{peaks.key}_sm90.json" if peaks else None
+
+
+def table_for_device(device_name: str | None, capability: tuple[int, int] | None = None,
+                     tuning_dir: Path | None = None) -> Path:
+    """The device's own table if there is one, else DEFAULT_TABLE (logged, except without any device)."""
+    tuning_dir = TUNING_DIR if tuning_dir is None else tuning_dir
+    name = table_name(device_name, capability)
+    if name and (tuning_dir / name).exists():
+        return tuning_dir / name
+    if device_name is not None:
+        logger.warning("sparse24: no tuning table for %s (%s); using %s, measured on another device", device_name,
+                       name or "unknown device", DEFAULT_TABLE.name)
+    return DEFAULT_TABLE
+
+
+@lru_cache(maxsize=8)
 def load_table(path: str | None = None) -> TuningTable:
-    """The table at `path` (default: kernels/tuning/h100_sm90.json); an empty table if it does not exist."""
-    p = Path(path) if path else DEFAULT_TABLE
+    """The table at `path`, or (path None) the current device's table (`table_for_device`); an empty table if
+    the file does not exist."""
+    p = Path(path) if path else table_for_device(*devices.current_name_and_capability())
     if not p.exists():
         logger.info("sparse24: no tuning table at %s; using the default M rule", p)
         return TuningTable()

@@ -1,6 +1,6 @@
 """Measure every compiled GEMM config per (M bucket, N, K) on this GPU and write the dispatch table.
 
-    python -m sparse24.kernels.tuning.tune [--out kernels/tuning/h100_sm90.json] [--shapes all|fig3] [--quick]
+    python -m sparse24.kernels.tuning.tune [--out kernels/tuning/<device>_sm90.json] [--shapes all|NAME,...]
 
 For each weight shape (Llama-3.1-8B and -70B linears) and M in 1, 2, 4, ..., 8192 it times (L2 flushed,
 median) each sparse config x decomposition mode, and cuBLASLt fp8 row-wise (`torch._scaled_mm`, best of
@@ -23,7 +23,8 @@ from .. import ops, reference
 from ..bench.shapes import M_BUCKETS, all_shapes, random_24_fp8
 from ..bench.timing import bench_us
 from ..linear import pack_sparse_fp8_weight
-from .table import DEFAULT_TABLE, MODES
+from .. import devices
+from .table import MODES, TUNING_DIR, table_name
 
 logger = logging.getLogger(__name__)
 DENSE_MARGIN = 0.98
@@ -111,9 +112,11 @@ def tune_shape(n: int, k: int, ms: list[int]) -> tuple[list[dict], list[dict]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_TABLE)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: kernels/tuning/<key>_sm90.json for this device (h100, h200)")
     ap.add_argument("--raw", type=Path, default=None, help="also write every measurement here (JSON)")
-    ap.add_argument("--shapes", default="all", help="'all' or comma-separated names from bench.shapes")
+    ap.add_argument("--shapes", default="all", help="'all' or comma-separated names from bench.shapes "
+                    "(llama8b.qkv) or model prefixes (llama8b)")
     ap.add_argument("--ms", default=None, help="comma-separated M values (default 1,2,4,...,8192)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -122,8 +125,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     shapes = all_shapes()
     if args.shapes != "all":
-        shapes = {k: shapes[k] for k in args.shapes.split(",")}
+        sel = args.shapes.split(",")  # names (llama8b.qkv) or whole models (llama8b)
+        unknown = [s for s in sel if s not in shapes and not any(k.startswith(s + ".") for k in shapes)]
+        if unknown:
+            print(f"tune: unknown shapes {unknown}; known: {sorted(shapes)}", file=sys.stderr)
+            return 1
+        shapes = {k: v for k, v in shapes.items() if k in sel or k.split(".")[0] in sel}
     ms = [int(v) for v in args.ms.split(",")] if args.ms else M_BUCKETS
+    if args.out is None:
+        name = table_name(*devices.current_name_and_capability())
+        if name is None:
+            print(f"tune: no table name for {torch.cuda.get_device_name()}; pass --out", file=sys.stderr)
+            return 1
+        args.out = TUNING_DIR / name
     # time without any previous table steering prepare_weight (no dense copies needed for tuning)
     table = {"device": torch.cuda.get_device_name(), "date": dt.datetime.now(dt.timezone.utc).isoformat(),
              "torch": torch.__version__, "library": ops.library_version(),
