@@ -66,6 +66,8 @@ def _quality(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .checkpoint.format import SPARSITY_FORMATS
+
     p = argparse.ArgumentParser(prog="sparse24", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -77,14 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden-size", type=int, default=256)
     t.add_argument("--intermediate-size", type=int, default=512)
     t.add_argument("--sparse-out", help="also write its 2:4 FP8 checkpoint here")
-    t.add_argument("--format", choices=["sparse-24-bitmask", "dense"], default="sparse-24-bitmask")
+    t.add_argument("--format", choices=SPARSITY_FORMATS, default="sparse-24-bitmask")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=_tiny_model)
 
     c = sub.add_parser("compress", help="dense HF Llama -> 2:4 sparse FP8 compressed-tensors checkpoint")
     c.add_argument("model_dir")
     c.add_argument("out_dir")
-    c.add_argument("--format", choices=["sparse-24-bitmask", "dense"], default="sparse-24-bitmask",
+    c.add_argument("--format", choices=SPARSITY_FORMATS, default="sparse-24-bitmask",
                    help="sparsity format on disk (dense: 2:4 zeros stored densely, like the RedHatAI models)")
     c.add_argument("--pruner", default="magnitude", help="2:4 pruning method (default: magnitude)")
     c.add_argument("--ignore", nargs="*", default=None, help="module names left dense (default: lm_head)")
@@ -123,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
-    from .checkpoint.config import CheckpointError
+    from .checkpoint.format import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:

@@ -33,9 +33,17 @@ def _nonzero_mask(w: torch.Tensor) -> torch.Tensor:
     return w != 0
 
 
-def check_k_alignment(k: int, what: str = "weight") -> None:
+def k_alignment_problem(k: int) -> str | None:
+    """Why K cannot run on the 2:4 sparse kernels, or None (checkpoint.format reports it as a CheckpointError)."""
     if k % K_ALIGNMENT:
-        raise ValueError(f"{what}: K={k} is not a multiple of {K_ALIGNMENT} required by the 2:4 sparse kernels")
+        return f"K={k} is not a multiple of {K_ALIGNMENT} required by the 2:4 sparse kernels"
+    return None
+
+
+def check_k_alignment(k: int, what: str = "weight") -> None:
+    problem = k_alignment_problem(k)
+    if problem:
+        raise ValueError(f"{what}: {problem}")
 
 
 def violating_groups(w: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from . import layout, reference
+from .checkpoint.format import per_channel_scale
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +44,7 @@ def pack_sparse_fp8_weight(w_fp8: torch.Tensor, scale: torch.Tensor, backend: st
         raise ValueError(f"weight must be float8_e4m3fn [N, K], got {w_fp8.dtype} {tuple(w_fp8.shape)}")
     n, k = w_fp8.shape
     layout.check_k_alignment(k)
-    scale = scale.float().reshape(-1)
-    if scale.numel() == 1:
-        scale = scale.expand(n)
-    if scale.numel() != n:
-        raise ValueError(f"weight scale must have 1 or N={n} elements, got {scale.numel()}")
-    if not bool(torch.isfinite(scale).all()) or bool((scale <= 0).any()):
-        raise ValueError("weight scale holds non-finite or non-positive values")
+    scale = per_channel_scale(scale, n, None, "weight scale")
     use_gpu = False
     if backend in ("auto", "cutlass") and w_fp8.is_cuda:
         from . import ops  # GPU backend; absent on CPU-only machines
@@ -59,7 +54,7 @@ def pack_sparse_fp8_weight(w_fp8: torch.Tensor, scale: torch.Tensor, backend: st
             raise RuntimeError(f"backend 'cutlass' requested but unavailable: {ops.unavailable_reason(w_fp8.device)}")
     # GPU compressor (bit-exact with layout.compress_2of4) when the CUTLASS backend will run the weight.
     values, meta = ops.compress_2of4(w_fp8.contiguous()) if use_gpu else layout.compress_2of4(w_fp8)
-    packed = PackedSparseFp8Weight(values, meta, scale.reshape(n, 1).contiguous(), n, k)
+    packed = PackedSparseFp8Weight(values, meta, scale, n, k)
     if use_gpu:
         return ops.prepare_weight(packed)
     packed.dense_reference = w_fp8.float()

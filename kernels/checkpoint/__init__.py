@@ -1,14 +1,16 @@
-"""2:4 sparse FP8 compressed-tensors checkpoints: write (compress), read (loader), check (inspect).
+"""2:4 sparse FP8 compressed-tensors checkpoints: the format's rules (format), write (compress), read (loader),
+check (inspect).
 
-Names are imported lazily: `checkpoint.prune` and `checkpoint.bitmask` need only torch/numpy, so they work where
-compressed-tensors (needed for the config JSON) is not installed, e.g. on the GPU benchmark machine.
+Names are imported lazily: `checkpoint.prune`, `checkpoint.bitmask` and `checkpoint.format` need only
+torch/numpy/pydantic, so they work where compressed-tensors (needed to write the config JSON) is not
+installed, e.g. on the GPU benchmark machine.
 """
 from importlib import import_module
 
 _EXPORTS = {
     "CompressSummary": "compress", "compress_checkpoint": "compress", "compress_tensor": "compress",
-    "CheckpointError": "config", "SparseFp8Scheme": "config", "build_quantization_config": "config",
-    "parse_quantization_config": "config",
+    "CheckpointError": "format", "SparseFp8Scheme": "format", "build_quantization_config": "config",
+    "parse_quantization_config": "format", "storage_format": "format",
     "CheckpointReader": "loader", "SparseFp8Layer": "loader", "load_sparse_layers": "loader",
 }
 __all__ = sorted(_EXPORTS)

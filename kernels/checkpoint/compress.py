@@ -18,8 +18,8 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from .. import reference
-from .bitmask import encode_bitmask
-from .config import DEFAULT_IGNORE, build_quantization_config
+from .config import build_quantization_config
+from .format import DEFAULT_IGNORE, storage_format
 from .loader import safetensors_files
 from .prune import get_pruner
 
@@ -64,12 +64,9 @@ def compress_tensor(w: torch.Tensor, sparsity_format: str | None, pruner: str = 
     if sparsity_format is not None:
         wf = wf * get_pruner(pruner)(w)
     w_fp8, scale = reference.quantize_weight_per_channel_fp8(wf)
-    out = {"weight_scale": scale.cpu()}
-    if sparsity_format in (None, "dense"):
-        out["weight"] = w_fp8.cpu()
-    else:
-        out.update(encode_bitmask(w_fp8))
-    return out
+    # No sparsity (the FP8-dynamic baseline) stores its weight exactly as the `dense` format does.
+    out = storage_format(sparsity_format or "dense", "sparsity format").encode(w_fp8)
+    return {"weight_scale": scale.cpu(), **out}
 
 
 def resolve_device(device: str) -> torch.device:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import CheckpointError
+from .format import CheckpointError
 from .loader import CheckpointReader
 
 

@@ -1,7 +1,8 @@
 """Read a 2:4 sparse FP8 compressed-tensors checkpoint (formats `dense` and `sparse-24-bitmask`).
 
 `load_sparse_layers(dir)` returns, per sparse layer, the fp8 weight in the logical 2:4 layout of
-kernels/layout.py plus its scales. Every problem is a CheckpointError naming the file and tensor.
+kernels/layout.py plus its scales. The rules it checks are format.py's; this module only finds the files and
+tensors. Every problem is a CheckpointError naming the file and tensor.
 """
 from __future__ import annotations
 
@@ -14,8 +15,14 @@ import torch
 from safetensors import safe_open
 
 from .. import layout
-from .bitmask import decode_bitmask, unpack_bitmask
-from .config import CheckpointError, SparseFp8Scheme, parse_quantization_config
+from .format import (
+    CheckpointError,
+    SparseFp8Scheme,
+    canonical_scale,
+    check_scale_values,
+    parse_quantization_config,
+    per_channel_scale,
+)
 
 
 @dataclass
@@ -83,57 +90,6 @@ class _TensorIndex:
             return sf.get_tensor(name)
 
 
-def _check_scale(scale: torch.Tensor, n: int, name: str, where: str, strategy: str) -> torch.Tensor:
-    ok = scale.numel() == n if strategy == "channel" else scale.numel() == 1
-    if not ok or scale.dim() > 2:
-        expect = f"[{n}, 1]" if strategy == "channel" else "[1] (per-tensor)"
-        raise CheckpointError(where, f"{name} has shape {tuple(scale.shape)}, expected {expect}")
-    scale = scale.float().reshape(-1)
-    if not bool(torch.isfinite(scale).all()):
-        raise CheckpointError(where, f"{name} holds NaN or inf")
-    if bool((scale <= 0).any()):
-        raise CheckpointError(where, f"{name} holds zero or negative scales")
-    return scale.expand(n).reshape(n, 1).contiguous()
-
-
-def _layer_names(index: _TensorIndex, scheme: SparseFp8Scheme) -> list[str]:
-    if scheme.sparsity_format == "sparse-24-bitmask":
-        suffix = ".compressed"
-        names = [t[: -len(suffix)] for t in index.where if t.endswith(suffix)]
-    else:
-        names = [t[: -len(".weight")] for t in index.where
-                 if t.endswith(".weight") and t[: -len(".weight")] + ".weight_scale" in index.where]
-    return sorted(n for n in names if scheme.is_sparse_layer(n))
-
-
-def _load_weight(index: _TensorIndex, name: str, scheme: SparseFp8Scheme) -> tuple[torch.Tensor, str]:
-    if scheme.sparsity_format == "dense":
-        where = f"{index.where[name + '.weight'].name}: {name}.weight"
-        w = index.get(f"{name}.weight", where)
-        if w.dtype != torch.float8_e4m3fn or w.dim() != 2:
-            raise CheckpointError(where, f"expected a 2-D float8_e4m3fn weight, got {w.dtype} {tuple(w.shape)}")
-        return w, where
-    file = index.where[f"{name}.compressed"].name
-    compressed = index.get(f"{name}.compressed", file)
-    bitmask = index.get(f"{name}.bitmask", file)
-    shape = index.get(f"{name}.shape", file).reshape(-1).tolist()
-    where = f"{file}: {name}"
-    if len(shape) != 2:
-        raise CheckpointError(f"{where}.shape", f"holds {shape}, expected the 2 dims (N, K)")
-    n, k = int(shape[0]), int(shape[1])
-    if compressed.dtype != torch.float8_e4m3fn or tuple(compressed.shape) != (n, k // 2) or k % 4:
-        raise CheckpointError(f"{where}.compressed", f"is {compressed.dtype} {tuple(compressed.shape)}, expected "
-                                                     f"float8_e4m3fn [{n}, {k // 2}] for shape ({n}, {k})")
-    if bitmask.dtype != torch.uint8 or tuple(bitmask.shape) != (n, (k + 7) // 8):
-        raise CheckpointError(f"{where}.bitmask", f"is {bitmask.dtype} {tuple(bitmask.shape)}, expected uint8 "
-                                                  f"[{n}, {(k + 7) // 8}]")
-    per_group = unpack_bitmask(bitmask, k).view(n, k // 4, 4).sum(-1)
-    if bool((per_group != 2).any()):
-        row = int((per_group != 2).any(-1).nonzero()[0])
-        raise CheckpointError(f"{where}.bitmask", f"is not 2:4: row {row} has a group of 4 without exactly 2 kept")
-    return decode_bitmask(compressed, bitmask, k), where
-
-
 class CheckpointReader:
     """Opens a checkpoint directory, checks its config, and loads its 2:4 layers one at a time."""
 
@@ -141,7 +97,8 @@ class CheckpointReader:
         self.model_dir = Path(model_dir)
         self.scheme = read_scheme(self.model_dir)
         self._index = _TensorIndex(safetensors_files(self.model_dir))
-        self.layer_names = _layer_names(self._index, self.scheme)
+        self.layer_names = [n for n in self.scheme.storage.layer_names(self._index.where)
+                            if self.scheme.is_sparse_layer(n)]
         if not self.layer_names:
             raise CheckpointError(str(self.model_dir),
                                   f"no 2:4 layers found for sparsity format {self.scheme.sparsity_format!r}")
@@ -149,21 +106,17 @@ class CheckpointReader:
     def load(self, name: str) -> SparseFp8Layer:
         """Load and check one layer (module name, e.g. model.layers.0.mlp.down_proj)."""
         index, scheme = self._index, self.scheme
-        w, where = _load_weight(index, name, scheme)
+        storage = scheme.storage
+        file = index.where[f"{name}.{storage.weight_tensors[0]}"].name
+        label = f"{file}: {name}"
+        get = lambda suffix: index.get(f"{name}.{suffix}", file)  # noqa: E731
+        w = storage.read_weight(get, label)
         n, k = w.shape
-        if k % layout.K_ALIGNMENT:
-            raise CheckpointError(where, f"K={k} is not a multiple of {layout.K_ALIGNMENT} required by the kernels")
-        bad = layout.violating_groups(w)
-        if bool(bad.any()):
-            row = int(bad.any(-1).nonzero()[0])
-            raise CheckpointError(where, f"is not 2:4: {int(bad.sum())} groups of 4 along K hold more than 2 "
-                                         f"non-zeros (first in row {row})")
-        scale = _check_scale(index.get(f"{name}.weight_scale", where), n, f"{name}.weight_scale", where,
-                             scheme.weight_strategy)
+        scale = per_channel_scale(get("weight_scale"), n, scheme.weight_strategy, f"{label}.weight_scale")
         input_scale = None
         if not scheme.activation_dynamic:
-            input_scale = _check_scale(index.get(f"{name}.input_scale", where), 1, f"{name}.input_scale", where,
-                                       "tensor").reshape(1)
+            input_scale = canonical_scale(get("input_scale"), "tensor", 1, f"{label}.input_scale").float()
+            check_scale_values(input_scale, f"{label}.input_scale")
         values, meta = layout.compress_2of4(w)
         return SparseFp8Layer(name, n, k, values, meta, scale, input_scale)
 

@@ -20,9 +20,9 @@ from vllm.model_executor.layers.quantization.compressed_tensors.utils import (
     should_ignore_layer,
 )
 
-from .scheme import CompressedTensorsSparse24Fp8
-from .sparsity import Sparse24Config, parse_sparsity_config
+from sparse24.kernels.checkpoint.format import Sparse24Config, parse_sparsity_config
 
+from .scheme import CompressedTensorsSparse24Fp8
 
 
 class Sparse24CompressedTensorsConfig(CompressedTensorsConfig):

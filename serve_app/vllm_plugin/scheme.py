@@ -4,15 +4,12 @@ create_weights registers the checkpoint's tensors (per fused shard, with checks 
 process_weights_after_loading turns them ONCE into the packed sparse weight of `sparse24.kernels.linear`
 (or, for the dense fallback, into vLLM's own FP8 linear), apply_weights calls the op. Nothing else.
 
-Checkpoint tensors per layer (compressed-tensors, kernels/checkpoint documents them):
-    format dense              P.weight [N, K] fp8 (2:4 zeros stored), P.weight_scale, (P.input_scale)
-    format sparse-24-bitmask  P.compressed [N, K/2] fp8, P.bitmask [N, ceil(K/8)] uint8, P.shape [2, 1],
-                              P.weight_scale, (P.input_scale)
-    weight_scale: [N, 1] per-channel or 1 element per-tensor (per original layer for fused ones).
+Which tensors a layer has, their shapes and dtypes, and every check on their values are the checkpoint format's
+(sparse24.kernels.checkpoint.format, shared with our loader); this module maps them onto vLLM's parameters,
+fused shards (qkv, gate_up: one per-tensor scale per original layer) and tensor-parallel slices.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -29,15 +26,20 @@ from vllm.model_executor.parameter import (
     PerTensorScaleParameter,
 )
 
-from sparse24.kernels import layout
-from sparse24.kernels.checkpoint.bitmask import decode_bitmask, unpack_bitmask
+from sparse24.kernels.checkpoint.format import (
+    SCALE_NAMES,
+    Locate,
+    canonical_scale,
+    check_2of4,
+    check_quant_args,
+    check_scale_values,
+    storage_format,
+)
 from sparse24.kernels.linear import pack_sparse_fp8_weight, sparse_fp8_linear
 
 from .backend import SparseBackend, select_backend
-from .sparsity import check_sparse_fp8_quant_args
 from .tensor_parallel import check_partition_alignment, per_tensor_to_per_channel, shard_of_row
 
-FP8 = torch.float8_e4m3fn
 _QKV_IDS = ("q", "k", "v")
 
 
@@ -47,9 +49,10 @@ class CompressedTensorsSparse24Fp8(CompressedTensorsScheme):
     def __init__(self, layer_name: str, sparsity_format: str, weight_quant, input_quant, shard_names: list[str]):
         self.layer_name = layer_name
         self.sparsity_format = sparsity_format
+        self.storage = storage_format(sparsity_format, layer_name)
         self.weight_quant = weight_quant
         self.input_quant = input_quant
-        self.static_input = check_sparse_fp8_quant_args(layer_name, weight_quant, input_quant)
+        self.static_input = check_quant_args(layer_name, weight_quant, input_quant)
         self.per_tensor_weight = getattr(weight_quant.strategy, "value", weight_quant.strategy) == "tensor"
         self.shard_names = shard_names  # checkpoint layer names of the fused shards (for error messages)
         self.backend: SparseBackend | None = None
@@ -92,13 +95,11 @@ class CompressedTensorsSparse24Fp8(CompressedTensorsScheme):
             p = cls(data=data, weight_loader=self._checked_loader(layer, name, weight_loader), **dims)
             layer.register_parameter(name, p)
 
-        if self.sparsity_format == "dense":
-            param(ModelWeightParameter, "weight", torch.empty(n, k, dtype=FP8), input_dim=1, output_dim=0)
-        else:
-            param(ModelWeightParameter, "compressed", torch.empty(n, k // 2, dtype=FP8), input_dim=1, output_dim=0)
-            param(ModelWeightParameter, "bitmask", torch.empty(n, math.ceil(k / 8), dtype=torch.uint8),
-                  input_dim=1, output_dim=0)
-            param(BasevLLMParameter, "shape", torch.empty(2, 1, dtype=torch.int64))
+        for name, spec in self.storage.tensor_specs(n, k).items():
+            if spec.sharded:
+                param(ModelWeightParameter, name, torch.empty(spec.shape, dtype=spec.dtype), input_dim=1, output_dim=0)
+            else:
+                param(BasevLLMParameter, name, torch.empty(spec.shape, dtype=spec.dtype))
         if self.per_tensor_weight:
             param(PerTensorScaleParameter, "weight_scale", torch.empty(len(output_partition_sizes), dtype=torch.float32))
         else:
@@ -136,7 +137,7 @@ class CompressedTensorsSparse24Fp8(CompressedTensorsScheme):
             return self.layer_name if shard is None else f"{self.layer_name} (shard {shard})"
         return self.shard_names[self._shard_ids.index(shard)]
 
-    def _full_rows(self, layer, shard) -> int:
+    def _full_rows(self, layer, shard) -> int | None:
         """Rows (N) of this shard's tensor in the checkpoint, before tensor-parallel narrowing."""
         if shard is None:
             return int(layer.output_size) if len(self._shard_ids) == 1 else None
@@ -145,36 +146,23 @@ class CompressedTensorsSparse24Fp8(CompressedTensorsScheme):
             return heads * (layer.v_head_size if shard == "v" else layer.head_size)
         return int(layer.output_sizes[shard])
 
-    def _expected(self, layer, name: str, shard) -> tuple[tuple[int, ...] | None, str]:
-        rows, k = self._full_rows(layer, shard), int(layer.input_size)
-        return {
-            "weight": ((rows, k), "float8_e4m3fn"),
-            "compressed": ((rows, k // 2), "float8_e4m3fn"),
-            "bitmask": ((rows, math.ceil(k / 8)), "uint8"),
-            "shape": ((2, 1), "int64"),
-            "weight_scale": ((1,), "float") if self.per_tensor_weight else ((rows, 1), "float"),
-            "input_scale": ((1,), "float"),
-        }[name]
-
     def _checked_loader(self, layer, name: str, inner: Callable) -> Callable:
         """Wrap vLLM's loader: check the checkpoint tensor against what this layer needs, record the load."""
 
         def load(param, loaded: torch.Tensor, *args, **kwargs):
             shard = args[0] if args else kwargs.get("loaded_shard_id")
             where = f"{self._shard_label(shard)}.{name}"
-            shape, dtype = self._expected(layer, name, shard)
+            # checked as the checkpoint holds it: full rows of this shard, full K (before TP narrowing)
+            rows, k = self._full_rows(layer, shard), int(layer.input_size)
             got = tuple(loaded.shape)
-            if name in ("weight_scale", "input_scale") and dtype == "float" and shape == (1,):
-                if loaded.numel() != 1:
-                    raise ValueError(f"{where}: per-tensor scale must hold 1 value, checkpoint has shape {got}")
-                loaded = loaded.reshape(1)
-            elif None not in shape and got != shape:
-                raise ValueError(f"{where}: checkpoint tensor has shape {got}, expected {shape}")
-            ok_dtype = loaded.is_floating_point() if dtype == "float" else str(loaded.dtype) == f"torch.{dtype}"
-            if not ok_dtype:
-                raise ValueError(f"{where}: checkpoint tensor has dtype {loaded.dtype}, expected {dtype}")
-            if name == "shape" and loaded.reshape(-1)[1].item() != int(layer.input_size):
-                raise ValueError(f"{where}: records K={loaded.reshape(-1)[1].item()}, the layer has K={layer.input_size}")
+            if name in SCALE_NAMES:
+                strategy = "tensor" if name == "input_scale" or self.per_tensor_weight else "channel"
+                loaded = canonical_scale(loaded, strategy, rows, where)
+                check_scale_values(loaded, where)
+            else:
+                self.storage.tensor_specs(rows, k)[name].check(loaded, where)
+                if name == "shape":
+                    self.storage.check_shape_record(loaded, k, where)
             try:
                 inner(param, loaded, *args, **kwargs)
             except (AssertionError, RuntimeError) as e:
@@ -184,10 +172,7 @@ class CompressedTensorsSparse24Fp8(CompressedTensorsScheme):
         return load
 
     def _check_complete(self, layer) -> None:
-        needed = ["weight"] if self.sparsity_format == "dense" else ["compressed", "bitmask"]
-        needed.append("weight_scale")
-        if self.static_input:
-            needed.append("input_scale")
+        needed = self.storage.layer_tensors(self.static_input)
         for name in needed:
             if (name, None) in self._loaded:
                 continue  # fused on disk: one tensor covers every shard
@@ -200,22 +185,9 @@ class CompressedTensorsSparse24Fp8(CompressedTensorsScheme):
                 )
 
     # ------------------------------------------------------- after loading
-    def _dense_fp8_weight(self, layer) -> torch.Tensor:
-        if self.sparsity_format == "dense":
-            return layer.weight.data
-        k = layer.input_size_per_partition
-        bitmask = layer.bitmask.data.cpu()
-        kept = unpack_bitmask(bitmask, k).view(bitmask.shape[0], k // layout.GROUP, layout.GROUP).sum(-1)
-        bad = (kept != 2).nonzero()
-        if bad.numel():
-            row, group = (int(v) for v in bad[0])
-            raise layout.Not2of4Error(
-                f"{self._shard_label(self._row_shard(layer, row))}.bitmask: row {self._row_in_shard(layer, row)} "
-                f"group {group} keeps {int(kept[row, group])} of 4 elements, 2:4 needs exactly 2 "
-                f"({bad.shape[0]} such groups in the layer)"
-            )
-        w = decode_bitmask(layer.compressed.data.cpu(), bitmask, k)
-        return w.to(layer.compressed.device)
+    def _locate(self, layer) -> Locate:
+        """Row of the fused weight -> (checkpoint layer it came from, row in that layer), for error messages."""
+        return lambda row: (self._shard_label(self._row_shard(layer, row)), self._row_in_shard(layer, row))
 
     def _row_shard(self, layer, row: int):
         return self._shard_ids[shard_of_row(row, layer.logical_widths)]
@@ -225,32 +197,19 @@ class CompressedTensorsSparse24Fp8(CompressedTensorsScheme):
         return row - sum(layer.logical_widths[:i])
 
     def _per_channel_scale(self, layer) -> torch.Tensor:
-        s = layer.weight_scale.data
+        s = layer.weight_scale.data  # values checked as each shard loaded
         if self.per_tensor_weight:
             s = per_tensor_to_per_channel(s, layer.logical_widths)
-        s = s.float().reshape(-1, 1)
-        bad = (~torch.isfinite(s) | (s <= 0)).nonzero()
-        if bad.numel():
-            row = int(bad[0, 0])
-            raise ValueError(f"{self._shard_label(self._row_shard(layer, row))}.weight_scale: "
-                             f"non-finite or non-positive scale {s[row, 0].item()} (row {self._row_in_shard(layer, row)})")
-        return s
+        return s.float().reshape(-1, 1)
 
     def process_weights_after_loading(self, layer: torch.nn.Module) -> None:
         self._check_complete(layer)
-        w = self._dense_fp8_weight(layer)
-        bad = layout.violating_groups(w).nonzero()
-        if bad.numel():
-            row, group = (int(v) for v in bad[0])
-            raise layout.Not2of4Error(
-                f"{self._shard_label(self._row_shard(layer, row))}: not 2:4 sparse — row "
-                f"{self._row_in_shard(layer, row)} group {group} (elements {4 * group}..{4 * group + 3} along K) "
-                f"holds more than 2 non-zeros ({bad.shape[0]} such groups in the layer)"
-            )
+        tensors = {name: getattr(layer, name).data for name in self.storage.weight_tensors}
+        w = self.storage.to_dense(tensors, layer.input_size_per_partition, self._locate(layer))
+        check_2of4(w, self._locate(layer))
         scale = self._per_channel_scale(layer)
-        for name in ("compressed", "bitmask", "shape"):
-            if hasattr(layer, name):
-                delattr(layer, name)
+        for name in self.storage.weight_tensors:  # the dense w (or the packed form below) replaces them
+            delattr(layer, name)
         if self.backend == SparseBackend.DENSE_FALLBACK:
             self._finish_dense_fallback(layer, w, scale)
             return

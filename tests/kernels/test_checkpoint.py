@@ -124,12 +124,13 @@ def _wrong_compressed_shape(t):
 
 
 @pytest.mark.parametrize("fixture,edit,message", [
-    ("tiny_sparse_dense_format_dir", _break_2of4_dense, f"{P}.weight: is not 2:4"),
-    ("tiny_sparse_dir", _break_bitmask, f"{P}.bitmask: is not 2:4"),
-    ("tiny_sparse_dir", _wrong_scale_shape, f"{P}.weight_scale has shape (10, 1), expected [256, 1]"),
-    ("tiny_sparse_dir", _set_nonfinite_scale, f"{P}.weight_scale holds NaN or inf"),
+    ("tiny_sparse_dense_format_dir", _break_2of4_dense, f"{P}: not 2:4 sparse: row 0 group 0"),
+    ("tiny_sparse_dir", _break_bitmask, f"{P}.bitmask: not 2:4 sparse: row 0 group 0 keeps 4 of 4"),
+    ("tiny_sparse_dir", _wrong_scale_shape, f"{P}.weight_scale: checkpoint tensor has shape (10, 1), expected (256, 1)"),
+    ("tiny_sparse_dir", _set_nonfinite_scale, f"{P}.weight_scale: holds NaN or inf (1 of 256; first at row 3"),
     ("tiny_sparse_dir", _drop_bitmask, f"tensor {P}.bitmask is missing"),
-    ("tiny_sparse_dir", _wrong_compressed_shape, f"{P}.compressed: is torch.float8_e4m3fn (256, 64), expected"),
+    ("tiny_sparse_dir", _wrong_compressed_shape,
+     f"{P}.compressed: checkpoint tensor has shape (256, 64), expected (256, 128)"),
 ])
 def test_bad_tensors_raise_checkpoint_error_naming_the_tensor(request, tmp_path, fixture, edit, message):
     d = _copy(request.getfixturevalue(fixture), tmp_path)
@@ -154,7 +155,7 @@ def test_inspect_lists_the_failing_layer_and_cli_exits_1(tmp_path, tiny_sparse_d
     (lambda c: c["quantization_config"].pop("sparsity_config"), "no sparsity_config"),
     (lambda c: c.pop("quantization_config"), "no quantization_config"),
     (lambda c: c["quantization_config"].update(quant_method="gptq"), "quant_method is 'gptq'"),
-    (lambda c: c["quantization_config"]["config_groups"]["group_0"]["weights"].update(num_bits=4, type="int"), "weights must be 8-bit float"),
+    (lambda c: c["quantization_config"]["config_groups"]["group_0"]["weights"].update(num_bits=4, type="int"), "weights must be FP8 (num_bits 8, type float"),
     (lambda c: c["quantization_config"]["config_groups"]["group_0"]["input_activations"].update(strategy="group"), "dynamic per-token or static per-tensor"),
 ])
 def test_bad_config_raises_naming_config_json(tmp_path, tiny_sparse_dir, edit, message):
