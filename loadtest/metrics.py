@@ -1,16 +1,11 @@
-"""Per-request samples and the latency metrics computed from them, defined exactly like `vllm bench serve`.
+"""Per-request samples and the latency metrics computed from them.
 
-Definitions (vllm/benchmarks/lib/endpoint_request_func.py and vllm/benchmarks/serve.py, vLLM 0.32):
+The definitions (TTFT, ITL, TPOT, E2E, percentiles) are `vllm bench serve`'s and live in one place,
+`sparse24.loadtest.latency`; this module applies them to client-side request samples:
 * Every SSE message that carries a non-empty `choices` list is a *chunk* (its text may be empty, e.g. the
   role-only first chunk of a chat stream); the trailing usage-only message and `[DONE]` are not chunks.
-* TTFT  = first chunk time - send time.
-* ITL   = the gaps between consecutive chunks, one value per gap, pooled over all requests before taking
-          percentiles (a chunk carrying several tokens gives one, longer, gap).
-* E2E   = last chunk time - send time ("latency" in vLLM).
-* TPOT  = (E2E - TTFT) / (output_tokens - 1), only for requests with output_tokens > 1; for goodput a request
-          with one output token counts as TPOT 0. output_tokens is `usage.completion_tokens` (we fall back to the
-          chunk count when the server sends no usage; vLLM falls back to re-tokenizing the text).
-* Percentiles: numpy linear interpolation (`np.percentile`), reported in ms.
+* output_tokens is `usage.completion_tokens` (we fall back to the chunk count when the server sends no usage;
+  vLLM falls back to re-tokenizing the text). For goodput a request with one output token counts as TPOT 0.
 * Goodput: requests meeting every given SLO (ttft, tpot, e2el in ms) per second.
 guidellm differs: it calls the per-request mean (E2E - TTFT)/(out - 1) "inter-token latency" (vLLM's TPOT,
 one value per request, so its percentiles are over requests, not over token gaps) and its "time per output
@@ -24,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-PERCENTILES = (50, 90, 99)
+from sparse24.loadtest import latency as L
 
 
 @dataclass
@@ -58,16 +53,15 @@ class RequestSample:
 
     @property
     def ttft_s(self) -> float | None:
-        return self.chunk_times_s[0] - self.sent_s if self.success else None
+        return L.ttft_s(self.sent_s, self.chunk_times_s) if self.success else None
 
     @property
     def e2e_s(self) -> float | None:
-        return self.chunk_times_s[-1] - self.sent_s if self.success else None
+        return L.e2e_s(self.sent_s, self.chunk_times_s) if self.success else None
 
     @property
     def itl_s(self) -> list[float]:
-        t = self.chunk_times_s
-        return [b - a for a, b in zip(t, t[1:])] if self.success else []
+        return L.itl_gaps_s(self.chunk_times_s) if self.success else []
 
     @property
     def n_output_tokens(self) -> int:
@@ -77,9 +71,7 @@ class RequestSample:
     @property
     def tpot_s(self) -> float | None:
         """(E2E - TTFT) / (out - 1); None when out <= 1 (vLLM leaves such requests out of TPOT stats)."""
-        if not self.success or self.n_output_tokens <= 1:
-            return None
-        return (self.e2e_s - self.ttft_s) / (self.n_output_tokens - 1)
+        return L.tpot_s(self.sent_s, self.chunk_times_s, self.n_output_tokens) if self.success else None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,15 +79,6 @@ class RequestSample:
     @classmethod
     def from_dict(cls, d: dict) -> "RequestSample":
         return cls(**d)
-
-
-def _stats_ms(values_s: list[float], prefix: str) -> dict[str, float]:
-    """mean and percentiles in ms, like vLLM (an empty list gives zeros, as `np.percentile(x or 0)` does)."""
-    arr = np.asarray(values_s or [0.0], dtype=float) * 1000.0
-    out = {f"{prefix}_mean_ms": float(arr.mean())}
-    for p in PERCENTILES:
-        out[f"{prefix}_p{p}_ms"] = float(np.percentile(arr, p))
-    return out
 
 
 def in_flight_at(samples: list[RequestSample], times_s: np.ndarray, horizon_s: float) -> np.ndarray:
@@ -152,8 +135,8 @@ def summarize_point(samples: list[RequestSample], window_start_s: float, window_
         mean_output_tokens=float(np.mean([s.n_output_tokens for s in ok] or [0])),
     )
     for name, vals in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2e", e2es)):
-        out.update(_stats_ms(vals, name))
-    out.update(_stats_ms(lateness, "lateness"))
+        out.update(L.summary_ms(vals, name))
+    out.update(L.summary_ms(lateness, "lateness"))
     out["lateness_max_ms"] = float(max(lateness) * 1000.0) if lateness else 0.0
 
     # goodput exactly like vLLM: all_tpots has 0 for single-token outputs

@@ -6,6 +6,10 @@ request arrivals and streamed-token gaps, and returns ``window.snapshot()`` from
 ``AutoscalingContext.raw_metrics`` / ``aggregated_metrics``. Both sides import the names from
 here, so they cannot drift apart.
 
+ITL and TTFT mean what they mean everywhere in the project (`sparse24.loadtest.latency`, the
+`vllm bench serve` definitions): one ITL value per gap between successive chunks (engine output steps),
+percentiles by numpy's linear interpolation over the pooled gaps of the window.
+
 Units: seconds for latencies, requests/s for rates, tokens for lengths.
 """
 
@@ -15,6 +19,8 @@ import math
 import time
 from collections import deque
 from typing import Deque, Dict, Iterable, Optional, Tuple
+
+from sparse24.loadtest.latency import percentile
 
 # --- stat names (keys of the dict returned by record_autoscaling_stats) -------------------
 ITL_P50_S = "sparse24_itl_p50_s"
@@ -41,14 +47,6 @@ ALL_STATS: Tuple[str, ...] = (
 DEFAULT_WINDOW_S = 10.0
 #: Upper bound on stored token gaps per replica (memory bound under heavy load).
 MAX_GAPS = 20_000
-
-
-def percentile(sorted_values: list, q: float) -> float:
-    """Nearest-rank percentile (q in [0, 100]) of an already sorted list; NaN if empty."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return float(sorted_values[min(rank, len(sorted_values)) - 1])
 
 
 class ReplicaStatsWindow:
@@ -86,10 +84,9 @@ class ReplicaStatsWindow:
         self._ttfts.append((t, float(ttft_s)))
 
     def token_gaps(self, gaps_s: Iterable[float], now: Optional[float] = None) -> None:
-        """Inter-token gaps (seconds) observed since the last call, one per streamed token.
-
-        A chunk carrying k tokens after a gap g counts as k gaps of g/k (vLLM's per-token ITL).
-        """
+        """Inter-token gaps (seconds) observed since the last call: one per gap between successive
+        chunks (vLLM's `IterationStats.inter_token_latencies_iter`: one per engine output step of a
+        request, however many tokens that step carried)."""
         t = self._clock() if now is None else now
         for g in gaps_s:
             self._gaps.append((t, float(g)))
@@ -110,8 +107,8 @@ class ReplicaStatsWindow:
         """
         t = self._clock() if now is None else now
         self._prune(t)
-        gaps = sorted(g for _, g in self._gaps)
-        ttfts = sorted(v for _, v in self._ttfts)
+        gaps = [g for _, g in self._gaps]
+        ttfts = [v for _, v in self._ttfts]
         n_arr = len(self._arrivals)
         # Rate over the part of the window this replica has existed for (no bias at start).
         span = max(1e-3, min(self.window_s, t - self._started))
