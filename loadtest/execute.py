@@ -114,8 +114,14 @@ def run_sweep(cfg: SweepConfig, out_dir: str | Path, command: str, progress: boo
                     return p
 
                 if cfg.qps:
+                    unsteady = 0
                     for q in cfg.qps:
-                        measure(q)
+                        if cfg.stop_after_unsteady is not None and unsteady >= cfg.stop_after_unsteady:
+                            log.info("%s/%s: %d unsteady point(s), skipping %g qps and above", dep.name,
+                                     prof.name, unsteady, q)
+                            bar.update(len(cfg.qps) - cfg.qps.index(q))
+                            break
+                        unsteady += not measure(q)["steady"]
                 else:
                     auto_points(cfg.auto_qps, cfg.sla, measure)
     except KeyboardInterrupt:  # keep what was measured: curves from the points so far

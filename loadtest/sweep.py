@@ -59,6 +59,9 @@ class SweepConfig(BaseModel):
     profiles_file: str | None = None
     qps: list[float] | None = Field(None, description="explicit QPS points (requests/s)")
     auto_qps: AutoQps | None = None
+    stop_after_unsteady: int | None = Field(
+        None, ge=1, description="with listed `qps`: skip the rest of a deployment's list (ascending) after this "
+        "many unsteady points; past saturation a point only queues, and its backlog disturbs what comes next")
     duration_s: float = Field(60.0, gt=0, description="measured seconds of arrivals per point")
     warmup_s: float = Field(10.0, ge=0, description="unmeasured seconds of arrivals before the window")
     drain_timeout_s: float = Field(60.0, ge=0)
@@ -79,6 +82,8 @@ class SweepConfig(BaseModel):
             raise ValueError("give exactly one of `qps` (a list) or `auto_qps`")
         if self.qps is not None and (not self.qps or any(q <= 0 for q in self.qps)):
             raise ValueError(f"qps must be a non-empty list of positive requests/s, got {self.qps}")
+        if self.stop_after_unsteady is not None and (self.qps is None or self.qps != sorted(self.qps)):
+            raise ValueError("stop_after_unsteady needs an ascending `qps` list")
         names = [d.name for d in self.deployments]
         if len(set(names)) != len(names):
             raise ValueError(f"deployment names must be unique, got {names}")

