@@ -4,7 +4,8 @@
     y = sparse_fp8_linear(x, packed, bias)                # every forward
 
 On CPU (or without the built GPU library) this runs the exact reference math of `reference.py`.
-The GPU backend (kernels/ops.py, CUTLASS sm_90a) plugs in behind the same two functions.
+The GPU backend (CUTLASS sm_90a: weights.py prepares, ops.py runs; backend.py decides) plugs in behind the
+same two functions.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import backend as backend_choice
 from . import layout, reference
 from .checkpoint.format import per_channel_scale
 
@@ -45,18 +47,14 @@ def pack_sparse_fp8_weight(w_fp8: torch.Tensor, scale: torch.Tensor, backend: st
     n, k = w_fp8.shape
     layout.check_k_alignment(k)
     scale = per_channel_scale(scale, n, None, "weight scale")
-    use_gpu = False
-    if backend in ("auto", "cutlass") and w_fp8.is_cuda:
-        from . import ops  # GPU backend; absent on CPU-only machines
+    if backend_choice.use_cutlass(backend, w_fp8.device):
+        from . import weights  # the CUTLASS path's weight preparation
 
-        use_gpu = ops.gpu_backend_available(w_fp8.device)
-        if not use_gpu and backend == "cutlass":
-            raise RuntimeError(f"backend 'cutlass' requested but unavailable: {ops.unavailable_reason(w_fp8.device)}")
-    # GPU compressor (bit-exact with layout.compress_2of4) when the CUTLASS backend will run the weight.
-    values, meta = ops.compress_2of4(w_fp8.contiguous()) if use_gpu else layout.compress_2of4(w_fp8)
+        # GPU compressor (bit-exact with layout.compress_2of4) when the CUTLASS backend will run the weight.
+        values, meta = weights.compress_2of4(w_fp8.contiguous())
+        return weights.prepare_weight(PackedSparseFp8Weight(values, meta, scale, n, k))
+    values, meta = layout.compress_2of4(w_fp8)
     packed = PackedSparseFp8Weight(values, meta, scale, n, k)
-    if use_gpu:
-        return ops.prepare_weight(packed)
     packed.dense_reference = w_fp8.float()
     return packed
 
@@ -77,7 +75,7 @@ def sparse_fp8_linear(
     lead = x.shape[:-1]
     x2 = x.reshape(-1, packed.k)
     if packed.backend != "reference":
-        from . import ops
+        from . import ops  # the CUTLASS path (imports no CUDA code until called)
 
         y = ops.sparse_fp8_linear(x2, packed, bias, out_dtype)
     else:

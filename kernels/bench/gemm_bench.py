@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from .. import devices, ops
+from .. import binding, devices, ops
+from ..settings import settings
 from ..linear import pack_sparse_fp8_weight
 from ..tuning.table import MODES, Choice, default_choice, load_table, table_for_device
 from . import peers, report
@@ -55,12 +56,12 @@ def environment() -> dict:
     name, cap = devices.current_name_and_capability()
     peaks, known = devices.lookup_or_default(name, cap)
     env = {"gpu": name, "capability": list(cap) if cap else None, "torch": torch.__version__,
-           "cuda": torch.version.cuda, "library": ops.library_version(), "python": platform.python_version(),
+           "cuda": torch.version.cuda, "library": binding.library_version(), "python": platform.python_version(),
            "host": platform.node(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
            "sm_count": torch.cuda.get_device_properties(0).multi_processor_count, "commit": _git_commit(),
            "command": " ".join(["python -m sparse24.kernels.bench.gemm_bench", *sys.argv[1:]]),
            "peaks": dict(asdict(peaks), known=known),
-           "tuning_table": os.environ.get("SPARSE24_TUNING_TABLE") or str(table_for_device(name, cap).name)}
+           "tuning_table": settings().tuning_table or str(table_for_device(name, cap).name)}
     try:
         env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit",
                                         "--format=csv,noheader"], capture_output=True, text=True,
@@ -80,7 +81,7 @@ def measure_shape(label: str, n: int, k: int, ms: list[int], vllm_ops, skipped: 
     w_bf16 = (w.float() * s_w).to(torch.bfloat16)
     w_t = w.t()  # [K, N] column-major: what torch._scaled_mm and vLLM's cutlass_scaled_mm want
     s_w_row, s_w_col = s_w.reshape(1, -1), s_w.reshape(-1, 1).contiguous()
-    table = load_table(os.environ.get("SPARSE24_TUNING_TABLE"))  # the table ops' dispatcher uses
+    table = load_table(settings().tuning_table)  # the table ops' dispatcher uses
     cslt, why = peers.load_cusparselt(w, s_w)
     if cslt is None:
         skipped.setdefault("cuSPARSELt", why)
@@ -98,11 +99,11 @@ def measure_shape(label: str, n: int, k: int, ms: list[int], vllm_ops, skipped: 
         r["dispatch"] = f"{choice.backend}:{choice.config}/{choice.mode}/{choice.splits}"
         # the table keeps the best pure-sparse config in dense rows too: time it as "sparse kernel alone"
         sc = Choice("sparse", choice.config, choice.mode, choice.splits)
-        if sc.config not in ops.config_names():  # a partial build: the untuned rule, else any compiled config
+        if sc.config not in binding.config_names():  # a partial build: the untuned rule, else any compiled config
             sc = default_choice(m)
-            if sc.config not in ops.config_names():
-                sc = Choice(config=sorted(ops.config_names())[0])
-        cid = ops.config_names()[sc.config]
+            if sc.config not in binding.config_names():
+                sc = Choice(config=sorted(binding.config_names())[0])
+        cid = binding.config_names()[sc.config]
         r["sparse_config"] = f"{sc.config}/{sc.mode}/{sc.splits}"
 
         def ours():
@@ -228,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         result = json.loads(args.plot.read_text())
         print(write_outputs(result, args.plot.parent))
         return 0
-    if not ops.gpu_backend_available():
-        print(f"bench: backend unavailable: {ops.unavailable_reason()}", file=sys.stderr)
+    if binding.unavailable_reason() is not None:
+        print(f"bench: backend unavailable: {binding.unavailable_reason()}", file=sys.stderr)
         return 1
     shapes = shape_list("fig3" if args.quick else args.shapes)
     ms = [int(v) for v in args.ms.split(",")] if args.ms else (QUICK_MS if args.quick else BENCH_MS)

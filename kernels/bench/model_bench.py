@@ -109,6 +109,7 @@ class Bench:
         if "sparse_fp8" not in self.models or self.result["sparse_backend"] != ["cutlass"]:
             return None
         from .. import ops
+        from ..settings import settings
 
         ms = sorted(set(self.batches) | {p for p, _ in self.profiles.values()})
         table = {}
@@ -118,10 +119,10 @@ class Bench:
             try:
                 table[f"{kind} {m0.out_features}x{m0.in_features}"] = {
                     str(m): (lambda c: "dense" if c.backend == "dense" else f"sparse:{c.config}")(
-                        ops._dispatch(m, m0.out_features, m0.in_features, torch.bfloat16, have_dense)) for m in ms}
+                        ops.dispatch_choice(m, m0.out_features, m0.in_features, torch.bfloat16, have_dense)) for m in ms}
             except Exception as e:  # noqa: BLE001 - informational only
                 table[kind] = repr(e)
-        return {"tuning_table": os.environ.get("SPARSE24_TUNING_TABLE", "default"), "choices": table}
+        return {"tuning_table": settings().tuning_table or "default", "choices": table}
 
     @staticmethod
     def _linear_bytes(model) -> int:

@@ -119,17 +119,11 @@ def silu_mul_quant(gate_up: torch.Tensor) -> QuantizedInput:
 
 def sparse_gemm_prequantized(q: QuantizedInput, packed, out_dtype=torch.bfloat16) -> torch.Tensor:
     """Our sparse GEMM on an already-quantized activation: the GEMM our op's dispatcher picks for (M, N, K)
-    (through ops' internal `_dispatch`/`_gemm_impl`, the same calls `ops.sparse_fp8_linear` makes after its
-    own quantization); the fp32 reference on CPU."""
+    (`ops.gemm_prequantized`, the same GEMM `ops.sparse_fp8_linear` runs after its own quantization); the fp32
+    reference on CPU."""
     if packed.backend == "reference":
         acc = q.xq.float() @ packed.dense_reference.t()
         return (acc * packed.scale.reshape(1, -1) * q.s_x).to(out_dtype)
     from .. import ops
 
-    st = packed.gpu_state
-    m, n, k = q.xq.shape[0], packed.n, packed.k
-    c = ops._dispatch(m, n, k, out_dtype, st.dense_t is not None)
-    if c.backend == "dense":
-        return ops._dense_impl(q.xq, q.s_x, st.dense_t, st.s_w, None, out_dtype)
-    return ops._gemm_impl(q.xq, q.s_x, st.a_values, st.e_meta, st.s_w, None, out_dtype, ops._configs[c.config],
-                          ops.tuning.MODES[c.mode], c.splits)
+    return ops.gemm_prequantized(q.xq, q.s_x, packed.gpu_state, None, out_dtype)

@@ -42,12 +42,12 @@ def fp8_quantizer_for(x: torch.Tensor) -> str:
     if not x.is_cuda:
         return "triton" if model_kernels._use_triton(x) else "reference"
     if _fp8_quantizer in ("auto", "s24"):
-        from .. import ops
+        from .. import binding
 
-        if ops.gpu_backend_available(x.device):
+        if binding.unavailable_reason(x.device) is None:
             return "s24"
         if _fp8_quantizer == "s24":
-            raise RuntimeError(f"fp8 quantizer 's24' unavailable: {ops.unavailable_reason(x.device)}")
+            raise RuntimeError(f"fp8 quantizer 's24' unavailable: {binding.unavailable_reason(x.device)}")
     return "triton"
 
 

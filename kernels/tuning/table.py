@@ -9,7 +9,7 @@ The table (JSON, written on the device by `python -m sparse24.kernels.tuning.tun
 
 Tables are per device: kernels/tuning/<key>_sm90.json with key from kernels/devices.py ("h100", "h200"), picked
 by the current device's name; a device without its own table uses h100_sm90.json (the first one measured)
-and says so once in the log. $SPARSE24_TUNING_TABLE overrides the choice.
+and says so once in the log. $SPARSE24_TUNING_TABLE (kernels/settings.py) overrides the choice.
 
 backend "sparse" runs our CUTLASS kernel with that config/decomposition; "dense" runs cuBLASLt fp8
 (`torch._scaled_mm`, row-wise scales) on a dense copy of the weight, for buckets where that was faster.

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .. import ops, reference
+from .. import binding, ops, reference
 from ..bench.shapes import M_BUCKETS, all_shapes, random_24_fp8
 from ..bench.timing import bench_us
 from ..linear import pack_sparse_fp8_weight
@@ -33,8 +33,8 @@ DENSE_MARGIN = 0.98
 def candidates(m: int) -> list[tuple[str, str, int]]:
     """(config, mode, splits) worth timing at this M (prunes tiles far from M)."""
     out = []
-    for name in sorted(ops.config_names()):
-        info = ops.config_info(name)
+    for name in sorted(binding.config_names()):
+        info = binding.config_info(name)
         tn = info["tile_n"]
         if m >= 512 and tn < 64:
             continue
@@ -72,7 +72,7 @@ def tune_shape(n: int, k: int, ms: list[int]) -> tuple[list[dict], list[dict]]:
         ref = None
         best = None
         for cfg, mode, splits in candidates(m):
-            cid = ops.config_names()[cfg]
+            cid = binding.config_names()[cfg]
 
             def run():
                 return ops.sparse_gemm(xq, s_x, st.a_values, st.e_meta, st.s_w, None, torch.bfloat16, cid,
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ms", default=None, help="comma-separated M values (default 1,2,4,...,8192)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if not ops.gpu_backend_available():
-        print(f"tune: backend unavailable: {ops.unavailable_reason()}", file=sys.stderr)
+    if binding.unavailable_reason() is not None:
+        print(f"tune: backend unavailable: {binding.unavailable_reason()}", file=sys.stderr)
         return 1
     shapes = all_shapes()
     if args.shapes != "all":
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out = TUNING_DIR / name
     # time without any previous table steering prepare_weight (no dense copies needed for tuning)
     table = {"device": torch.cuda.get_device_name(), "date": dt.datetime.now(dt.timezone.utc).isoformat(),
-             "torch": torch.__version__, "library": ops.library_version(),
+             "torch": torch.__version__, "library": binding.library_version(),
              "note": "m_max buckets; us = best sparse GEMM alone (bf16 out, L2 flushed, median)", "shapes": {}}
     raw_all = []
     seen = set()

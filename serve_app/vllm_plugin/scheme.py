@@ -37,7 +37,7 @@ from sparse24.kernels.checkpoint.format import (
 )
 from sparse24.kernels.linear import pack_sparse_fp8_weight, sparse_fp8_linear
 
-from .backend import SparseBackend, select_backend
+from sparse24.kernels.backend import SparseBackend, select_backend
 from .tensor_parallel import check_partition_alignment, per_tensor_to_per_channel, shard_of_row
 
 _QKV_IDS = ("q", "k", "v")

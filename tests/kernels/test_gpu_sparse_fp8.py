@@ -17,9 +17,9 @@ import torch
 from sparse24.kernels import layout, reference
 from sparse24.kernels.linear import pack_sparse_fp8_weight, sparse_fp8_linear
 
-ops = pytest.importorskip("sparse24.kernels.ops")
+from sparse24.kernels import binding, ops, weights  # noqa: E402  (import without a GPU)
 
-_reason = ops.unavailable_reason() if torch.cuda.is_available() else "no CUDA device"
+_reason = binding.unavailable_reason() if torch.cuda.is_available() else "no CUDA device"
 pytestmark = pytest.mark.skipif(_reason is not None, reason=f"CUTLASS backend unavailable: {_reason}")
 
 DEV = "cuda"
@@ -94,7 +94,7 @@ def test_quantize_row_strided_input(gen):
 @pytest.mark.parametrize("n,k", [(64, 64), (200, 192), (4096, 4096)])
 def test_gpu_compressor_bit_exact(n, k, gen):
     w = random_24_weight(n, k, gen)
-    values, meta = ops.compress_2of4(w)
+    values, meta = weights.compress_2of4(w)
     rv, rm = layout.compress_2of4(w.cpu())
     assert torch.equal(values.cpu().view(torch.uint8), rv.view(torch.uint8))
     assert torch.equal(meta.cpu(), rm)
@@ -104,15 +104,15 @@ def test_gpu_compressor_rejects_non_24(gen):
     w = random_24_weight(64, 128, gen)
     w.view(torch.uint8)[5, 8:11] = 0x38  # three non-zeros in one group
     with pytest.raises(layout.Not2of4Error, match="more than 2"):
-        ops.compress_2of4(w)
+        weights.compress_2of4(w)
 
 
 @pytest.mark.parametrize("n,k", [(128, 128), (192, 384), (1024, 4096)])
 def test_reordered_meta_matches_cutlass_compressor(n, k, gen):
     w = random_24_weight(n, k, gen, exact_two=True)  # unique encoding: CUTLASS's corner-case rule never applies
-    values, meta = ops.compress_2of4(w)
-    cv, ce = ops.cutlass_compress(w)
-    ours = ops.reorder_meta(meta, n, k)
+    values, meta = weights.compress_2of4(w)
+    cv, ce = weights.cutlass_compress(w)
+    ours = weights.reorder_meta(meta, n, k)
     bad_v = (values.view(torch.uint8) != cv).nonzero()
     bad_e = (ours != ce).nonzero().flatten()
     assert bad_v.numel() == 0, f"{bad_v.shape[0]} value bytes differ, first at {bad_v[:4].tolist()}"
@@ -121,11 +121,11 @@ def test_reordered_meta_matches_cutlass_compressor(n, k, gen):
 
 
 # --------------------------------------------------------------------------------------------- GEMM configs
-@pytest.mark.parametrize("cfg", sorted(ops.config_names()) if _reason is None else [])
+@pytest.mark.parametrize("cfg", sorted(binding.config_names()) if _reason is None else [])
 @pytest.mark.parametrize("mode", ["heuristic", "data_parallel", "split_k", "stream_k"])
 @pytest.mark.parametrize("m", [1, 77, 300])
 def test_every_config_matches_reference(cfg, mode, m, gen):
-    info = ops.config_info(cfg)
+    info = binding.config_info(cfg)
     if not info["stream_k"] and mode != "heuristic":
         pytest.skip("decomposition modes apply to stream-K configs only")
     n, k = 1024, 2048
@@ -139,7 +139,7 @@ def test_every_config_matches_reference(cfg, mode, m, gen):
 
     for out_dtype in (torch.bfloat16, torch.float16):
         y = ops.sparse_gemm(xq, s_x, packed.gpu_state.a_values, packed.gpu_state.e_meta, packed.gpu_state.s_w,
-                            bias.to(out_dtype), out_dtype, ops.config_names()[cfg], MODES[mode], 3)
+                            bias.to(out_dtype), out_dtype, binding.config_names()[cfg], MODES[mode], 3)
         ref = reference.scaled_fp8_mm_reference(xq, s_x, w, s_w, bias, out_dtype)
         assert_close_out(y, ref, f"{cfg}/{mode} M={m} {out_dtype}")
 
