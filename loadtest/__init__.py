@@ -1,1 +1,24 @@
-"""Open-loop load tests and capacity curves (import as `sparse24.loadtest`)."""
+"""Open-loop load tests, capacity curves and the benchmarks of every flow (import as `sparse24.loadtest`).
+
+Public names (imported lazily):
+
+    SweepConfig, run_sweep           a QPS sweep from its YAML config (sweep.py, execute.py)
+    max_qps_at_sla, fixed_sla_table  capacity at an SLA from measured points (capacity.py)
+    RequestSample                    one measured request (metrics.py)
+
+Benchmarks: kernel_bench/ (GEMM, tuning), model_bench/ (8B-shaped model), engine_bench/ (vLLM engine),
+serve_bench/ (serving overhead, recovery); results under results/<study>/.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "SweepConfig": "sweep", "run_sweep": "execute", "max_qps_at_sla": "capacity", "fixed_sla_table": "capacity",
+    "RequestSample": "metrics",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def _sweep(args) -> int:
-    from sparse24.loadtest.sweep import SweepConfig
+    from .sweep import SweepConfig
 
     raw = SweepConfig.load(args.config).model_dump()
     if args.qps:
@@ -40,7 +40,7 @@ def _sweep(args) -> int:
 
     import locust  # noqa: F401 - gevent monkey-patching must happen before the HTTP stack is imported
 
-    from sparse24.loadtest.execute import run_sweep
+    from .execute import run_sweep
 
     command = "sparse24-loadtest " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     points = run_sweep(cfg, args.out, command, progress=not args.quiet, resume=args.resume)
@@ -53,7 +53,7 @@ def _sweep(args) -> int:
 
 
 def _curves(args) -> int:
-    from sparse24.loadtest.report import write_capacity
+    from .report import write_capacity
 
     d = Path(args.dir)
     doc = json.loads((d / "points.json").read_text())
@@ -69,7 +69,7 @@ def _curves(args) -> int:
 
 
 def _profiles(args) -> int:
-    from sparse24.loadtest.profiles import load_profiles
+    from .profiles import load_profiles
 
     ps = load_profiles(args.file)
     print(f"{'profile':24s} {'prompt':>7s} {'output':>7s}   ({args.scale})")

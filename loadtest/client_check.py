@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from sparse24.loadtest.arrivals import arrival_times
-from sparse24.loadtest.metrics import RequestSample
+from ..serve_app.provenance import run_provenance
+from .arrivals import arrival_times
+from .metrics import RequestSample
 
 TOOLS = ("ours", "vllm")
 _STATS = ("ttft", "itl", "tpot")
@@ -81,8 +79,8 @@ def chunk_lags(samples: list[RequestSample], prompts: list[str], records: dict[s
 
 
 def run_ours(base: str, qps: float, duration_s: float, tokens: int, tag: str, max_in_flight: int):
-    from sparse24.loadtest.locustfile import PointPlan
-    from sparse24.loadtest.runner import run_point
+    from .locustfile import PointPlan
+    from .runner import run_point
 
     sched = list(arrival_times(qps, duration_s, 1.0, seed=1))
     prompts = [f"{tag}-{i}" for i in range(len(sched))]
@@ -133,24 +131,6 @@ def vllm_chunk_lags(res: dict, records: dict[str, dict]) -> dict[str, float]:
     out = _pcts(lags)
     out["max_ms"] = float(max(lags) * 1000.0) if lags else 0.0
     return out
-
-
-def _versions() -> dict:
-    out = {}
-    for mod in ("locust", "gevent", "geventhttpclient", "vllm", "aiohttp"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - a missing tool is reported, not fatal
-            out[mod] = None
-    return out
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=10).stdout.strip()
-    except OSError:
-        return ""
 
 
 def markdown(doc: dict) -> str:
@@ -213,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
                 time.sleep(0.1)
         tok_dir = None
         if "vllm" in tools:
-            from sparse24.kernels.tiny_model import build_tokenizer
+            from ..kernels.tiny_model import build_tokenizer
 
             tok_dir = tempfile.mkdtemp(prefix="client_check_tok_")
             build_tokenizer(Path(tok_dir), 512)
@@ -241,9 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    doc = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
-           "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
-           "versions": _versions(), "command": " ".join(sys.argv),
+    prov = run_provenance(" ".join(sys.argv))
+    doc = {"date": prov["created"], "commit": prov["git_commit"], "provenance": prov,
+           "machine": {"node": prov["hostname"], "cpus": prov["cpu_count"], "python": prov["python"]},
+           "versions": prov["versions"], "command": prov["command"],
            "settings": {"ttft_ms": a.ttft_ms, "itl_ms": a.itl_ms, "tokens": a.tokens, "duration_s": a.duration_s},
            "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2))

@@ -8,16 +8,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sparse24.loadtest.arrivals import arrival_times
-from sparse24.loadtest.locustfile import PointPlan
-from sparse24.loadtest.metrics import SteadyStateCriteria, summarize_point
-from sparse24.loadtest.profiles import load_profiles
-from sparse24.loadtest.prompts import PromptSynthesizer, load_tokenizer
-from sparse24.loadtest.resume import MeasuredPoints
-from sparse24.loadtest.report import run_metadata, write_capacity, write_points, write_samples
-from sparse24.loadtest.runner import run_point
-from sparse24.loadtest.server import describe_server, local_model_dir
-from sparse24.loadtest.sweep import SweepConfig, api_key, auto_points, point_seed
+from .arrivals import arrival_times
+from .locustfile import PointPlan
+from .metrics import SteadyStateCriteria, summarize_point
+from .profiles import load_profiles
+from .prompts import PromptSynthesizer, load_tokenizer
+from .resume import MeasuredPoints
+from .report import run_metadata, write_capacity, write_points, write_samples
+from .runner import run_point
+from .server import describe_server, local_model_dir
+from .sweep import SweepConfig, api_key, auto_points, point_seed
 
 log = logging.getLogger("sparse24.loadtest")
 _WARMUP_REQUESTS = 2  # requests per deployment and profile before its first point (compile, caches)

@@ -20,10 +20,10 @@ import gevent.event
 from locust import User, events, task
 from locust.exception import StopUser
 
-from sparse24.loadtest.arrivals import arrival_times
-from sparse24.loadtest.client import OpenAIStreamClient
-from sparse24.loadtest.dispatcher import OpenLoopDispatcher
-from sparse24.loadtest.metrics import RequestSample
+from .arrivals import arrival_times
+from .client import OpenAIStreamClient
+from .dispatcher import OpenLoopDispatcher
+from .metrics import RequestSample
 
 
 @dataclass
@@ -61,9 +61,9 @@ def _add_arguments(parser):
 
 
 def _plan_from_options(opts, host: str) -> PointPlan:
-    from sparse24.loadtest.profiles import load_profiles
-    from sparse24.loadtest.prompts import PromptSynthesizer, load_tokenizer
-    from sparse24.loadtest.server import describe_server, local_model_dir
+    from .profiles import load_profiles
+    from .prompts import PromptSynthesizer, load_tokenizer
+    from .server import describe_server, local_model_dir
 
     info = describe_server(host, opts.model or None)
     profile = load_profiles(opts.workloads_file or None).get(opts.workload, opts.workload_scale)

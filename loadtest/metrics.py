@@ -1,7 +1,7 @@
 """Per-request samples and the latency metrics computed from them.
 
 The definitions (TTFT, ITL, TPOT, E2E, percentiles) are `vllm bench serve`'s and live in one place,
-`sparse24.loadtest.latency`; this module applies them to client-side request samples:
+`sparse24.serve_app.latency`; this module applies them to client-side request samples:
 * Every SSE message that carries a non-empty `choices` list is a *chunk* (its text may be empty, e.g. the
   role-only first chunk of a chat stream); the trailing usage-only message and `[DONE]` are not chunks.
 * output_tokens is `usage.completion_tokens` (we fall back to the chunk count when the server sends no usage;
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sparse24.loadtest import latency as L
+from ..serve_app import latency as L
 
 
 @dataclass

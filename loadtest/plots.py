@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: sweeps run on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sparse24.loadtest.capacity import group, max_qps_at_sla  # noqa: E402
+from .capacity import group, max_qps_at_sla  # noqa: E402
 
 
 def plot_profile(points: list[dict], profile: str, metric: str, sla_ms: float | None, out_path: Path,

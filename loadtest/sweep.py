@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
-from sparse24.loadtest.metrics import SteadyStateCriteria
+from .metrics import SteadyStateCriteria
 
 SLA_METRICS = tuple(f"{m}_{s}_ms" for m in ("itl", "tpot", "ttft", "e2e") for s in ("mean", "p50", "p90", "p99"))
 

@@ -41,7 +41,7 @@ def _prompt_chars(kind: str, request: Any) -> int:
 
 def _make_window():
     try:
-        from sparse24.serve_app.autoscaler.stats import ReplicaStatsWindow
+        from .autoscaler.stats import ReplicaStatsWindow
     except ImportError:  # the autoscaler package is optional for serving
         return None
     return ReplicaStatsWindow()

@@ -36,7 +36,7 @@ def _generator_key() -> str:
     """Hash of the code and data that generate the built-in models: a cached copy made by other code is rebuilt."""
     import hashlib
 
-    import sparse24.kernels as k
+    from .. import kernels as k
 
     root = Path(k.__file__).parent
     files = [root / "tiny_model.py", root / "reference.py", root / "layout.py", root / "data" / "corpus.txt",
@@ -71,7 +71,7 @@ def _build_once(out: Path, build) -> Path:
 
 
 def _tiny_dense(cache: Path) -> Path:
-    from sparse24.kernels.tiny_model import make_tiny_llama
+    from ..kernels.tiny_model import make_tiny_llama
 
     return _build_once(cache / "tiny-dense", make_tiny_llama)
 
@@ -80,7 +80,7 @@ def _tiny_sparse(cache: Path) -> Path:
     dense = _tiny_dense(cache)
 
     def build(tmp: Path) -> None:
-        from sparse24.kernels.checkpoint import compress_checkpoint
+        from ..kernels.checkpoint import compress_checkpoint
 
         compress_checkpoint(dense, tmp, progress=False)
 

@@ -1,6 +1,6 @@
 """Which kernel runs a sparse-FP8 linear of shape (M, N, K): the dispatcher's tuning table.
 
-The table (JSON, written on the device by `python -m sparse24.kernels.tuning.tune`) maps a weight shape
+The table (JSON, written on the device by `python -m sparse24.loadtest.kernel_bench.tune`) maps a weight shape
 "N,K" to a list of M buckets; each bucket names the fastest choice measured for M up to `m_max`:
 
     {"device": "NVIDIA H100 80GB HBM3", "date": "...", "shapes": {

@@ -6,7 +6,7 @@ request arrivals and streamed-token gaps, and returns ``window.snapshot()`` from
 ``AutoscalingContext.raw_metrics`` / ``aggregated_metrics``. Both sides import the names from
 here, so they cannot drift apart.
 
-ITL and TTFT mean what they mean everywhere in the project (`sparse24.loadtest.latency`, the
+ITL and TTFT mean what they mean everywhere in the project (`sparse24.serve_app.latency`, the
 `vllm bench serve` definitions): one ITL value per gap between successive chunks (engine output steps),
 percentiles by numpy's linear interpolation over the pooled gaps of the window.
 
@@ -20,7 +20,7 @@ import time
 from collections import deque
 from typing import Deque, Dict, Iterable, Optional, Tuple
 
-from sparse24.loadtest.latency import percentile
+from ..latency import percentile
 
 # --- stat names (keys of the dict returned by record_autoscaling_stats) -------------------
 ITL_P50_S = "sparse24_itl_p50_s"

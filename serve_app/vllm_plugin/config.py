@@ -20,7 +20,7 @@ from vllm.model_executor.layers.quantization.compressed_tensors.utils import (
     should_ignore_layer,
 )
 
-from sparse24.kernels.checkpoint.format import Sparse24Config, parse_sparsity_config
+from ...kernels.checkpoint.format import Sparse24Config, parse_sparsity_config
 
 from .scheme import CompressedTensorsSparse24Fp8
 

@@ -26,7 +26,7 @@ from vllm.model_executor.parameter import (
     PerTensorScaleParameter,
 )
 
-from sparse24.kernels.checkpoint.format import (
+from ...kernels.checkpoint.format import (
     SCALE_NAMES,
     Locate,
     canonical_scale,
@@ -35,9 +35,9 @@ from sparse24.kernels.checkpoint.format import (
     check_scale_values,
     storage_format,
 )
-from sparse24.kernels.linear import pack_sparse_fp8_weight, sparse_fp8_linear
+from ...kernels.linear import pack_sparse_fp8_weight, sparse_fp8_linear
 
-from sparse24.kernels.backend import SparseBackend, select_backend
+from ...kernels.backend import SparseBackend, select_backend
 from .tensor_parallel import check_partition_alignment, per_tensor_to_per_channel, shard_of_row
 
 _QKV_IDS = ("q", "k", "v")

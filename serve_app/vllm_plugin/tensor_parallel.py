@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from sparse24.kernels import layout
+from ...kernels import layout
 
 
 def check_partition_alignment(

@@ -1,7 +1,7 @@
 """Cold start and recovery of `serve run deploy/config.yaml` as shipped (own Ray, 127.0.0.1, fresh model and
 vLLM caches): after kill -9 of the engine replica under 8 streams, every client's stream ends within 5 s, a new
 replica serves, and /health keeps answering meanwhile. Speed targets (first token <= 60 s, back <= 30 s) are
-benchmark figures (`python -m sparse24.serve_app.bench_recovery`, README), not test assertions: on a shared
+benchmark figures (`python -m sparse24.loadtest.serve_bench.recovery`, README), not test assertions: on a shared
 2-core box they move with the load; here the bounds only catch a hang or a replica that never returns. Named `test_a_...` so it runs before the shared app of conftest.py starts
 (two apps at once on a 2-core box would measure each other). The numbers land in the test output.
 """
@@ -13,7 +13,7 @@ import socket
 import pytest
 
 pytestmark = pytest.mark.timeout(900)
-# Functional bounds (a hang, not a slow box): the issue's speed targets live in bench_recovery's report.
+# Functional bounds (a hang, not a slow box): the issue's speed targets live in loadtest/serve_bench/recovery.py's report.
 COLD_START_S, RECOVERY_S, STREAMS_END_S, HEALTH_S = 300.0, 180.0, 5.0, 3.0
 
 
@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 def test_cold_start_and_recovery_after_kill_within_bounds(tmp_path):
     pytest.importorskip("vllm")
-    from sparse24.serve_app.bench_recovery import REPO, run
+    from sparse24.loadtest.serve_bench.recovery import REPO, run
 
     res = run(str(REPO / "deploy" / "config.yaml"), _free_port(), trials=1, cold_deadline_s=300,
               recovery_deadline_s=180, log=tmp_path / "serve_run.log")

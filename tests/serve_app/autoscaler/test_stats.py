@@ -23,7 +23,7 @@ def test_percentiles_rate_and_lengths_over_the_window():
     w.first_token(0.2)
     snap = w.snapshot()
     assert set(snap) == set(S.ALL_STATS)
-    # numpy linear percentiles of 1..100 ms, as `vllm bench serve` computes them (sparse24.loadtest.latency)
+    # numpy linear percentiles of 1..100 ms, as `vllm bench serve` computes them (sparse24.serve_app.latency)
     assert snap[S.ITL_P50_S] == pytest.approx(0.0505)
     assert snap[S.ITL_P90_S] == pytest.approx(0.0901)
     assert snap[S.ITL_P99_S] == pytest.approx(0.09901)
