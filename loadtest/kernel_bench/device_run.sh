@@ -2,7 +2,7 @@
 # One device call: library build, GPU tests, tuning, benchmark. Run from the repo root on the GPU machine:
 #   bash loadtest/kernel_bench/device_run.sh [build|tests|tune|bench|all ...]      (results under $OUT, default /tmp/s24out)
 # The issue-17 benchmark in one call (kernels/README.md; prepare the carried paths with prepare_device.sh):
-#   carry [".cache", ".vllm_ops", "kernels/_build/peers"];  bash loadtest/kernel_bench/device_run.sh build tune bench
+#   carry [".cache", ".vllm_ops", ".whl", "kernels/_build/peers"];  bash loadtest/kernel_bench/device_run.sh build tune bench
 # build: compiles our library from .cache/cutlass_inc.tgz (16 jobs, ~2 min). tune: this device's table
 # (<key>_sm90.json, Llama-3.1-8B shapes unless TUNE_ARGS says otherwise). bench: gemm_bench with every peer
 # that can run: vLLM CUTLASS from .vllm_ops/ (or an installed vLLM), cuSPARSELt (peer library carried in
@@ -13,17 +13,19 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/s24out}
 mkdir -p "$OUT" /tmp/shim/sparse24
 touch /tmp/shim/sparse24/__init__.py
-ln -sfn "$PWD/kernels" /tmp/shim/sparse24/kernels
+for d in kernels serve_app loadtest; do ln -sfn "$PWD/$d" /tmp/shim/sparse24/$d; done  # tune/bench live in loadtest
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
-export PYTHONPATH=/tmp/shim:/tmp/site PYTHONUNBUFFERED=1
+# keep what the caller put on the path (e.g. the wheelhouse's site with vLLM and pydantic: the checkpoint format
+# needs pydantic, which the bare image lacks)
+export PYTHONPATH=/tmp/shim:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 [[ -f .cache/COMMIT ]] && export SPARSE24_COMMIT=${SPARSE24_COMMIT:-$(cat .cache/COMMIT)}
 LOG="$OUT/run.log"
 steps=${*:-all}
 { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,temperature.gpu --format=csv;
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
-  python3 -c "from sparse24.kernels import ops; print(ops.unavailable_reason() or ops.library_version())"; } 2>&1 | tee -a "$LOG"
+  python3 -c "from sparse24.kernels import binding; print(binding.unavailable_reason() or binding.library_version())"; } 2>&1 | tee -a "$LOG"
 TABLE=$(python3 -c "from sparse24.kernels import devices; from sparse24.kernels.tuning.table import table_name
 print(table_name(*devices.current_name_and_capability()) or 'unknown_sm90.json')" 2>/dev/null || echo unknown_sm90.json)
 

@@ -5,6 +5,8 @@
 #   .cache/COMMIT              the commit measured (the device's copy has no .git)
 #   .vllm_ops/                 vLLM 0.26.0's own kernel library (vllm/_C_stable_libtorch.abi3.so from the
 #                              wheel in $WHEELHOUSE, xz): the vLLM CUTLASS column without installing vLLM
+#   .whl/                      pydantic (+ its deps) for the device's Python 3.12: the checkpoint format imports it
+#                              and the bare image lacks it (device_run.sh installs .whl/*.whl into /tmp/site)
 #   kernels/_build/peers/      the cuSPARSELt peer (libs24_cslt_peer.so), if the cuSPARSELt headers are here
 #                              (else the device builds it from its own nvidia-cusparselt-cu13 wheel)
 # Usage: bash loadtest/kernel_bench/prepare_device.sh      env: WHEELHOUSE (default ../shared/gpu-wheelhouse),
@@ -43,12 +45,17 @@ if [ ! -f .vllm_ops/VERSION ]; then
   rm -rf "$T"
 fi
 
+if ! ls .whl/pydantic-*.whl >/dev/null 2>&1; then
+  $PY -m pip download -q --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+    --implementation cp -d .whl pydantic
+fi
+
 if [ ! -f kernels/_build/peers/libs24_cslt_peer.so ]; then
   PYTHONPATH=${PYTHONPATH:-} $PY -m sparse24.kernels.peers.build || echo "(cuSPARSELt peer not built here: the device builds it)"
 fi
 
 echo "vLLM ops: $(cat .vllm_ops/VERSION), $(cat .vllm_ops/NOTE)"
-du -sh .cache .vllm_ops kernels/_build/peers 2>/dev/null
+du -sh .cache .vllm_ops .whl kernels/_build/peers 2>/dev/null
 echo "tracked tree: $(( $(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c) / 1048576 )) MiB (limit of a device call: 64 MiB in all)"
-echo 'carry: [".cache", ".vllm_ops", "kernels/_build/peers"]'
+echo 'carry: [".cache", ".vllm_ops", ".whl", "kernels/_build/peers"]'
 echo 'command: bash loadtest/kernel_bench/device_run.sh build tune bench'
