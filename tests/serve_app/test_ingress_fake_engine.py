@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from sparse24.serve_app.config import IngressConfig
-from sparse24.serve_app.endpoints import LocalEndpoint, _RemoteReplyStream
+from sparse24.serve_app.endpoints import LocalEndpoint, RemoteEndpoint
 from sparse24.serve_app.errors import ApiError
 from sparse24.serve_app.frontend import OpenAIFrontend, make_app
 from sparse24.serve_app.replies import Reply
@@ -67,8 +67,9 @@ class FakeEngine:
             for i in range(n):
                 if self.fail_after is not None and i == self.fail_after:
                     raise RuntimeError("engine core died")
+                finish = "length" if i == n - 1 else None
                 yield _chunk({"object": obj, "model": request.model,
-                              "choices": [{"index": 0, "text": "t", "finish_reason": "length" if i == n - 1 else None}]})
+                              "choices": [{"index": 0, "text": "t", "finish_reason": finish}]})
                 if i == 0 and self.hold is not None:
                     await self.hold.wait()
             yield "data: [DONE]\n\n"
@@ -374,7 +375,7 @@ def test_client_disconnect_mid_stream_aborts_the_engine_request():
 
 
 class _FakeHandleStream:
-    """Stands in for Ray's DeploymentResponseGenerator."""
+    """Stands in for the DeploymentResponseGenerator of a streaming handle call."""
 
     def __init__(self, items, exc=None):
         self.items, self.exc, self.cancelled = list(items), exc, False
@@ -390,19 +391,36 @@ class _FakeHandleStream:
         self.cancelled = True
 
 
-def test_remote_stream_maps_ray_backpressure_to_503_and_close_to_cancel():
+class _FakeHandle:
+    """Stands in for a model deployment's DeploymentHandle: `.options(stream=True).generate.remote(...)`."""
+
+    def __init__(self, gen: _FakeHandleStream):
+        self.gen, self.calls = gen, []
+
+    def options(self, stream: bool = False) -> "_FakeHandle":
+        return self
+
+    @property
+    def generate(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(remote=lambda kind, request: self.calls.append((kind, request)) or self.gen)
+
+
+def test_remote_endpoint_maps_ray_backpressure_to_503_and_close_to_cancel():
     from ray.serve.exceptions import BackPressureError
 
     async def main():
-        full = _RemoteReplyStream(MODEL, _FakeHandleStream([], BackPressureError(10, 10)))
+        full = RemoteEndpoint(MODEL, _FakeHandle(_FakeHandleStream([], BackPressureError(10, 10))))
         with pytest.raises(ApiError) as err:
-            await full.__anext__()
+            await full.generate("completion", "parsed").__anext__()
         assert err.value.status == 503 and err.value.headers() == {"Retry-After": "1"}
-        gen = _FakeHandleStream([Reply.stream(), "data: x\n\n"])
-        stream = _RemoteReplyStream(MODEL, gen)
+        handle = _FakeHandle(_FakeHandleStream([Reply.stream(), "data: x\n\n"]))
+        stream = RemoteEndpoint(MODEL, handle).generate("chat", "parsed")
         assert [item async for item in stream] == [Reply.stream(), "data: x\n\n"]
-        await stream.aclose()
-        assert gen.cancelled
+        assert handle.calls == [("chat", "parsed")] and not handle.gen.cancelled
+        await stream.aclose()  # what the relay does when the client went away
+        assert handle.gen.cancelled
 
     asyncio.run(main())
 
