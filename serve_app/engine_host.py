@@ -14,12 +14,9 @@ import os
 from typing import Any, AsyncIterator
 
 from .config import ModelConfig
+from .replies import Reply
 
 logger = logging.getLogger(__name__)
-
-# First item of every reply stream (see `EngineHost.generate`).
-REPLY_STREAM = "stream"  # SSE text chunks follow
-REPLY_JSON = "json"  # (REPLY_JSON, status, body) is the whole answer
 
 
 def _engine_namespace(model_path: str, cfg: ModelConfig) -> argparse.Namespace:
@@ -102,6 +99,10 @@ class EngineHost:
     def max_model_len(self) -> int:
         return self.engine.model_config.max_model_len
 
+    def unfinished_requests(self) -> int:
+        """Requests vLLM still tracks (running, waiting or being aborted)."""
+        return self.engine.output_processor.get_num_unfinished_requests()
+
     async def check_health(self) -> None:
         """Raise if the engine is dead (vLLM's engine-core process exited)."""
         await self.engine.check_health()
@@ -119,8 +120,8 @@ class EngineHost:
     async def generate(self, kind: str, request: Any) -> AsyncIterator[Any]:
         """Serve one parsed request (`kind` "chat", "completion", "tokenize" or "detokenize").
 
-        Yields first a header: `REPLY_STREAM`, or `(REPLY_JSON, http_status, body_dict)` for a complete answer
-        (non-streaming result or an OpenAI error); after `REPLY_STREAM`, SSE text chunks (`data: ...\\n\\n`).
+        Yields first a `Reply`: the complete answer (non-streaming result or an OpenAI error), or
+        `Reply.stream()` followed by SSE text chunks (`data: ...\\n\\n`).
         Closing this generator early (client gone) aborts the request in the engine: vLLM's generator
         `finally` clause calls `abort` on the engine.
         """
@@ -140,17 +141,17 @@ class EngineHost:
                 result = await serving.create_detokenize(request, None)
         except Exception as exc:  # vLLM raises ValueError / VLLMValidationError for some bad inputs
             err = serving.create_error_response(exc)
-            yield (REPLY_JSON, err.error.code, err.model_dump())
+            yield Reply.json(err.error.code, err.model_dump())
             return
         if isinstance(result, ErrorResponse):
-            yield (REPLY_JSON, result.error.code, result.model_dump())
+            yield Reply.json(result.error.code, result.model_dump())
             return
         if hasattr(result, "__aiter__"):
-            yield REPLY_STREAM
+            yield Reply.stream()
             try:
                 async for chunk in result:
                     yield chunk
             finally:
                 await result.aclose()
             return
-        yield (REPLY_JSON, 200, result.model_dump(exclude_none=False))
+        yield Reply.json(200, result.model_dump(exclude_none=False))

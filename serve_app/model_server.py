@@ -1,11 +1,12 @@
 """Ray Serve deployment whose replicas each own one vLLM engine for one served model.
 
 Thin adapter: admission control (bounded in-flight count -> 429 + Retry-After), metrics and the autoscaler's
-stats window around `EngineHost`. The OpenAI ingress calls `generate` through a streaming DeploymentHandle.
+stats window around a `ServingEngine` (vLLM's `EngineHost` unless another `EngineFactory` is injected). The
+OpenAI ingress calls `generate` through a streaming DeploymentHandle (`RemoteEndpoint`), or in its own process
+when colocated (`LocalEndpoint`).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from typing import Any, AsyncIterator
@@ -13,10 +14,10 @@ from typing import Any, AsyncIterator
 from ray import serve
 
 from .config import ModelConfig
-from .engine_host import REPLY_JSON, EngineHost
+from .engine_factory import EngineFactory, start_vllm_engine
 from .errors import error_body
-from .metrics import EngineStatsSink, ReplicaMetrics, make_stat_logger_factory
-from .model_source import resolve_model_source
+from .metrics import EngineStatsSink, ReplicaMetrics
+from .replies import Reply
 
 logger = logging.getLogger(__name__)
 # Rough prompt-length estimate for the autoscaler's workload matching (~4 characters per BPE token in English):
@@ -50,30 +51,29 @@ def _make_window():
 class ModelServer:
     """One replica = one vLLM engine. Constructed by Ray Serve with a validated `ModelConfig` dict."""
 
-    async def __init__(self, model: dict[str, Any], cache_dir: str):
-        await self.setup(model, cache_dir)
+    async def __init__(self, model: dict[str, Any], cache_dir: str, engine_factory: EngineFactory = start_vllm_engine):
+        await self.setup(model, cache_dir, engine_factory)
 
     @classmethod
-    async def create(cls, model: dict[str, Any], cache_dir: str) -> "ModelServer":
+    async def create(cls, model: dict[str, Any], cache_dir: str,
+                     engine_factory: EngineFactory = start_vllm_engine) -> "ModelServer":
         """The same replica object outside Ray Serve's constructor (the ingress hosts one when colocated)."""
         self = cls.__new__(cls)
-        await self.setup(model, cache_dir)
+        await self.setup(model, cache_dir, engine_factory)
         return self
 
-    async def setup(self, model: dict[str, Any], cache_dir: str) -> None:
+    async def setup(self, model: dict[str, Any], cache_dir: str, engine_factory: EngineFactory) -> None:
         self.cfg = ModelConfig.model_validate(model)
-        path = await asyncio.to_thread(resolve_model_source, self.cfg.source, cache_dir)
         self.metrics = ReplicaMetrics(self.cfg.name)
         self.sink = EngineStatsSink(self.metrics, _make_window())
-        self.host = EngineHost(self.cfg, path, make_stat_logger_factory(self.sink))
-        await self.host.start()
+        self.host = await engine_factory(self.cfg, cache_dir, self.sink)
         self.inflight = 0
         self.aborted = 0
         self._limit = self.cfg.admission.max_inflight
         self._retry_after = self.cfg.admission.retry_after_s
         logger.info("replica for %s ready, pid %d", self.cfg.name, os.getpid())
 
-    async def generate(self, kind: str, request: Any) -> AsyncIterator[Any]:
+    async def generate(self, kind: str, request: Any) -> AsyncIterator[Reply | str]:
         """Stream a reply (see `EngineHost.generate`); refuse at once when the replica is full."""
         if kind in ("tokenize", "detokenize"):  # no generation: no admission slot, no latency stats
             async for item in self.host.generate(kind, request):
@@ -83,7 +83,7 @@ class ModelServer:
             msg = (f"model {self.cfg.name!r} is at capacity ({self._limit} requests in flight on this replica); "
                    f"retry after {self._retry_after} s")
             self.metrics.error("RateLimitError", 429)
-            yield (REPLY_JSON, 429, error_body(429, msg), {"Retry-After": str(self._retry_after)})
+            yield Reply.json(429, error_body(429, msg), {"Retry-After": str(self._retry_after)})
             return
         self.inflight += 1
         self.metrics.admitted_inflight.set(self.inflight)
@@ -91,8 +91,12 @@ class ModelServer:
         finished = False
         try:
             async for item in self.host.generate(kind, request):
-                if isinstance(item, tuple) and item[1] != 200:
-                    self.metrics.error(item[2]["error"]["type"], item[1])
+                if isinstance(item, Reply):
+                    if item.is_error:
+                        self.metrics.error(item.error_type, item.status)
+                    # A whole answer ends the reply: a caller that stops reading here (the colocated ingress
+                    # does) has not aborted anything.
+                    finished = not item.is_stream
                 yield item
             finished = True
         finally:
@@ -104,7 +108,7 @@ class ModelServer:
 
     async def stats(self) -> dict[str, Any]:
         """Engine truth for health checks and tests: requests vLLM still tracks, running, waiting."""
-        unfinished = self.host.engine.output_processor.get_num_unfinished_requests()
+        unfinished = self.host.unfinished_requests()
         return {
             "model": self.cfg.name, "pid": os.getpid(), "inflight": self.inflight,
             "engine_unfinished": unfinished, "running": self.sink.running, "waiting": self.sink.waiting,
