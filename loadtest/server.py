@@ -65,11 +65,11 @@ def local_model_dir(root: str, cache_dir: str = DEFAULT_MODEL_CACHE) -> str:
     if root and Path(root).expanduser().is_dir():
         return root
     try:
-        from ..serve_app.config import BUILTIN_SOURCES
+        from ..kernels.checkpoint.model_source import BUILTIN_SOURCES
     except ImportError:
         return root
     if root in BUILTIN_SOURCES:
-        from ..serve_app.model_source import resolve_model_source
+        from ..kernels.checkpoint.model_source import resolve_model_source
 
         return resolve_model_source(root, cache_dir)
     return root

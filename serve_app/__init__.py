@@ -4,14 +4,13 @@ Public names (imported lazily: Ray and vLLM load only when used):
 
     build_app                                   the Ray Serve application builder (`serve run` target, app.py)
     parse_app_config, ServeAppConfig, ConfigError   the validated application config (config.py)
-    resolve_model_source                        model source -> local directory, built-in tiny models (model_source.py)
     run_provenance                              machine/versions/date/commit record of a result (provenance.py)
 """
 from importlib import import_module
 
 _EXPORTS = {
     "build_app": "app", "parse_app_config": "config", "ServeAppConfig": "config", "ConfigError": "config",
-    "resolve_model_source": "model_source", "run_provenance": "provenance",
+    "run_provenance": "provenance",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..kernels.checkpoint.model_source import BUILTIN_SOURCES
+
 # Names a model may have in the OpenAI `model` field and in deployment names.
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-# Built-in model sources: created deterministically on first start (see model_source.py).
-BUILTIN_SOURCES = ("tiny-dense", "tiny-sparse24-fp8")
 
 
 class ConfigError(ValueError):

@@ -42,7 +42,7 @@ async def start_vllm_engine(cfg: ModelConfig, cache_dir: str, sink: EngineStatsS
     """Resolve the model's weights and start a vLLM engine whose per-iteration stats feed `sink`."""
     from .engine_host import EngineHost
     from .metrics import make_stat_logger_factory
-    from .model_source import resolve_model_source
+    from ..kernels.checkpoint.model_source import resolve_model_source
 
     path = await asyncio.to_thread(resolve_model_source, cfg.source, cache_dir)
     host = EngineHost(cfg, path, make_stat_logger_factory(sink))

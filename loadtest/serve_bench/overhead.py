@@ -187,7 +187,7 @@ def main() -> None:
         return
 
     from ...serve_app.config import parse_app_config
-    from ...serve_app.model_source import resolve_model_source
+    from ...kernels.checkpoint.model_source import resolve_model_source
 
     cfg = parse_app_config(yaml.safe_load(Path(a.config).read_text())["applications"][0]["args"])
     m = cfg.models[0]

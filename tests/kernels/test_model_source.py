@@ -1,5 +1,5 @@
 """Built-in model sources are created once, reused, and rebuilt when the generating code changed."""
-from sparse24.serve_app import model_source
+from sparse24.kernels.checkpoint import model_source
 
 
 def test_builtin_is_built_once_then_rebuilt_when_its_generator_key_differs(tmp_path):

@@ -15,9 +15,10 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import BUILTIN_SOURCES
 
 logger = logging.getLogger(__name__)
+# Built-in model sources: created deterministically on first use (the default model of deploy/config.yaml).
+BUILTIN_SOURCES = ("tiny-dense", "tiny-sparse24-fp8")
 _DONE_MARKER = ".sparse24-complete"
 
 
@@ -36,11 +37,9 @@ def _generator_key() -> str:
     """Hash of the code and data that generate the built-in models: a cached copy made by other code is rebuilt."""
     import hashlib
 
-    from .. import kernels as k
-
-    root = Path(k.__file__).parent
+    root = Path(__file__).resolve().parents[1]  # kernels/
     files = [root / "tiny_model.py", root / "reference.py", root / "layout.py", root / "data" / "corpus.txt",
-             *sorted((root / "checkpoint").glob("*.py"))]
+             *sorted(p for p in (root / "checkpoint").glob("*.py") if p.name != "model_source.py")]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + f.read_bytes())
@@ -71,7 +70,7 @@ def _build_once(out: Path, build) -> Path:
 
 
 def _tiny_dense(cache: Path) -> Path:
-    from ..kernels.tiny_model import make_tiny_llama
+    from ..tiny_model import make_tiny_llama
 
     return _build_once(cache / "tiny-dense", make_tiny_llama)
 
@@ -80,7 +79,7 @@ def _tiny_sparse(cache: Path) -> Path:
     dense = _tiny_dense(cache)
 
     def build(tmp: Path) -> None:
-        from ..kernels.checkpoint import compress_checkpoint
+        from . import compress_checkpoint
 
         compress_checkpoint(dense, tmp, progress=False)
 
