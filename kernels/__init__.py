@@ -12,7 +12,7 @@ Public names (imported lazily, on first use):
 Kept import-light on purpose: when the repository root is on sys.path, probes such as transformers'
 `is_kernels_available()` may import this folder as a top-level `kernels`; that must cost nothing.
 """
-from importlib import import_module
+from .lazy_exports import lazy_exports
 
 _EXPORTS = {
     "pack_sparse_fp8_weight": "linear", "sparse_fp8_linear": "linear", "PackedSparseFp8Weight": "linear",
@@ -20,10 +20,4 @@ _EXPORTS = {
     "sparse_fp8_linear_reference": "reference", "quantize_weight_per_channel_fp8": "reference", "SparseBackend": "backend", "select_backend": "backend",
     "make_tiny_llama": "tiny_model", "TinyLlamaSpec": "tiny_model",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

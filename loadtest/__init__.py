@@ -9,16 +9,10 @@ Public names (imported lazily):
 Benchmarks: kernel_bench/ (GEMM, tuning), model_bench/ (8B-shaped model), engine_bench/ (vLLM engine),
 serve_bench/ (serving overhead, recovery); results under results/<study>/.
 """
-from importlib import import_module
+from ..kernels.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "SweepConfig": "sweep", "run_sweep": "execute", "max_qps_at_sla": "capacity", "fixed_sla_table": "capacity",
     "RequestSample": "metrics",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -6,16 +6,10 @@ Public names (imported lazily: Ray and vLLM load only when used):
     parse_app_config, ServeAppConfig, ConfigError   the validated application config (config.py)
     run_provenance                              machine/versions/date/commit record of a result (provenance.py)
 """
-from importlib import import_module
+from ..kernels.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "build_app": "app", "parse_app_config": "config", "ServeAppConfig": "config", "ConfigError": "config",
     "run_provenance": "provenance",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

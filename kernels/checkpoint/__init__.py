@@ -5,7 +5,7 @@ Names are imported lazily: `checkpoint.prune`, `checkpoint.bitmask` and `checkpo
 torch/numpy/pydantic, so they work where compressed-tensors (needed to write the config JSON) is not
 installed, e.g. on the GPU benchmark machine.
 """
-from importlib import import_module
+from ..lazy_exports import lazy_exports
 
 _EXPORTS = {
     "CompressSummary": "compress", "compress_checkpoint": "compress", "compress_tensor": "compress",
@@ -14,10 +14,4 @@ _EXPORTS = {
     "CheckpointReader": "loader", "SparseFp8Layer": "loader", "load_sparse_layers": "loader",
     "resolve_model_source": "model_source", "BUILTIN_SOURCES": "model_source",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
