@@ -23,7 +23,7 @@
 #   A: pre        (carry part0, .vw/ltp, .vw/small, .cache) -> ~/vwc; three 8B checkpoints; kernel build (bg)
 #   B: pre2       (carry .vw/ltg, .vw/dist, .vw/extra, .vw/small2)
 #   C: install variants-up fig2 pack   (carry part1, SHA256SUMS, install_on_device.sh); S24_DEADLINE bounds fig2
-#   D: variants-up fig4 pack ; E: variants-down overhead pack
+#   D: variants-up fig4 pack ; E: variants-down overhead pack ; F: kernels pack (issue 17: tune + GEMM bench)
 # Carried in .vw/ (ignored): the two bundle parts, SHA256SUMS, install_on_device.sh, extra/, dist/ (our wheel),
 # small/ (wheels the bundle lacks: `pip download --no-deps compressed-tensors loguru prometheus-fastapi-instrumentator`;
 # vLLM's own server needs the last one) and optionally s24lib/libsparse24_fp8.so (built on the CPU box, ~12 min
@@ -259,6 +259,14 @@ fig2|fig4|usecases)
   python3 -m sparse24.loadtest.cli curves "$RES/$step" > /dev/null 2>&1
   grep -E "^\|" "$RES/$step/capacity.md" 2>/dev/null | head -24 | tee -a "$OUT/steps.log"
   ray list actors --limit 50 2>/dev/null | grep -c ALIVE | sed 's/^/ray actors alive: /' | tee -a "$OUT/steps.log"
+  ;;
+kernels)
+  # Issue 17 on the same warm machine (after variants-down: the GPU to itself): this device's tuning table, then
+  # the GEMM benchmark with every peer (vLLM's CUTLASS from the installed vLLM, cuSPARSELt with a cached plan)
+  vw_env
+  OUT=$RES/kernels SPARSE24_COMMIT=${SPARSE24_COMMIT:-unknown} TUNE_TIMEOUT=${TUNE_TIMEOUT:-160} \
+    BENCH_TIMEOUT=${BENCH_TIMEOUT:-250} bash loadtest/kernel_bench/device_run.sh tune bench > "$OUT/kernels.log" 2>&1
+  log "kernels rc=$? $(grep -E 'wrote|targets|MISS|skipped' "$OUT/kernels.log" 2>/dev/null | tail -6 | tr '\n' ';' | cut -c1-600)"
   ;;
 variants-down)
   vw_env; RAY_ADDRESS=auto serve shutdown -y > /dev/null 2>&1; ray stop --force > /dev/null 2>&1; log "variants down" ;;
