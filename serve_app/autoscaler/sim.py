@@ -12,7 +12,9 @@ Model (one tick = ``dt_s``):
   drains its in-flight ones (graceful shutdown). Replica-hours count starting+running+draining.
 * Metrics reach the policy with Ray's lag: replica stats are pushed every ``metrics_interval_s``;
   the default policy's ongoing-requests total is a mean over ``look_back_period_s``.
-Both policies go through ``ray_rules.wrapped_decision`` (Ray's factors, delays and bounds).
+* TTFT = router queue wait (0 for a request routed in the tick it arrived) + ``TTFT_p50(n)`` prefill.
+Every policy goes through ``ray_rules.wrapped_decision`` (Ray's factors, delays and bounds): ours,
+Ray's default, and Ray Serve LLM's ``TTFTAutoscalingPolicy`` (``ray_llm_rules``).
 Deterministic: no randomness here (the trace carries the seed).
 """
 
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 from .config import ControlLawConfig, ItlSla
 from .law import Observation, decide
 from .profile import CapacityCurve
+from .ray_llm_rules import TtftMetricPipeline, TtftPolicyConfig, ttft_policy_desired
 from .ray_rules import RayAutoscalingConfig, default_policy_desired, wrapped_decision
 from .trace import Trace
 
@@ -47,10 +50,11 @@ class FleetConfig(BaseModel):
 
 
 class PolicySpec(BaseModel):
-    """A policy under test: ours (``itl_sla``) or Ray's default, plus Ray's wrapper settings."""
+    """A policy under test: ours (``itl_sla``), Ray's default, or Ray Serve LLM's TTFT policy
+    (``ray_llm_ttft``), plus Ray's wrapper settings."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["itl_sla", "ray_default"]
+    kind: Literal["itl_sla", "ray_default", "ray_llm_ttft"]
     label: str = ""
     target_ongoing_requests: PositiveFloat = 2.0
     upscale_delay_s: float = 30.0
@@ -59,6 +63,7 @@ class PolicySpec(BaseModel):
     metrics_interval_s: PositiveFloat = 10.0
     use_profile: bool = True
     law: ControlLawConfig = Field(default_factory=ControlLawConfig)
+    ttft: TtftPolicyConfig = Field(default_factory=TtftPolicyConfig)
 
     def ray_config(self, fleet: FleetConfig) -> RayAutoscalingConfig:
         return RayAutoscalingConfig(
@@ -70,7 +75,12 @@ class PolicySpec(BaseModel):
     def name(self) -> str:
         if self.label:
             return self.label
-        return "itl_sla" if self.kind == "itl_sla" else f"ray_default(target_ongoing={self.target_ongoing_requests:g})"
+        delays = f"up={self.upscale_delay_s:g},down={self.downscale_delay_s:g},look_back={self.look_back_period_s:g}"
+        if self.kind == "ray_default":
+            return f"ray_default(target_ongoing={self.target_ongoing_requests:g},{delays})"
+        if self.kind == "ray_llm_ttft":
+            return f"ray_llm_ttft(ttft_target={self.ttft.ttft_target_s:g}s,idle={self.ttft.idle_threshold:g},{delays})"
+        return "itl_sla"
 
 
 @dataclass
@@ -139,6 +149,7 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
     ring_itl = np.zeros((W, S))  # tokens * ITL_pXX(ms)
     L = max(1, int(round(rcfg.look_back_period_s / dt)))
     ongoing_hist = np.zeros(L)
+    ttft_pipe = TtftMetricPipeline(policy.ttft) if policy.kind == "ray_llm_ttft" else None
 
     def add_replicas(k: int, now: float, ready_now: bool = False):
         for _ in range(k):
@@ -204,9 +215,11 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
         if new_reqs:
             ns = np.array(new_slots, int); nr = np.array(new_reqs, int)
             a_slot = np.concatenate([a_slot, ns]); a_req = np.concatenate([a_req, nr])
-            wait = t - arrivals[nr]
-            a_pre = np.concatenate([a_pre, ttft_s[counts[ns]] + 1e-9])
-            a_ttft = np.concatenate([a_ttft, wait])  # queue wait; prefill added at first token
+            # A request that found room is routed on arrival; the tick grid must not add its own wait.
+            wait = np.where(arrivals[nr] > t - dt, 0.0, t - arrivals[nr])
+            prefill = ttft_s[counts[ns]]
+            a_pre = np.concatenate([a_pre, prefill + 1e-9])
+            a_ttft = np.concatenate([a_ttft, wait + prefill])
             a_tok = np.concatenate([a_tok, np.zeros(len(nr))])
             a_out = np.concatenate([a_out, trace.output_tokens[nr].astype(float)])
             a_gap_ok = np.concatenate([a_gap_ok, np.zeros(len(nr))]); a_gaps = np.concatenate([a_gaps, np.zeros(len(nr))])
@@ -216,7 +229,8 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
             n_here = np.minimum(counts, nmax + 1)
             pre = a_pre > 0
             first = pre & (a_pre <= dt)
-            a_ttft[first] += a_pre[first]
+            if ttft_pipe is not None:
+                ttft_pipe.observe(t, a_ttft[first])
             dec_time = np.where(pre, np.maximum(0.0, dt - a_pre), dt)
             a_pre = np.maximum(0.0, a_pre - dt)
             a_tok[first] += 1.0
@@ -284,6 +298,12 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
                 d = decide(obs, policy.law, model_curve, policy_state)
                 policy_state = d.state
                 return float(d.desired)
+        elif policy.kind == "ray_llm_ttft":
+            if ttft_pipe is not None and not len(a_slot):
+                ttft_pipe.observe(t, np.zeros(0))  # scrapes and fetches go on while idle
+
+            def raw() -> float:
+                return ttft_policy_desired(ttft_pipe.read(t), target, n_running, pushed_total, policy.ttft)[0]
         else:
             def raw() -> float:
                 return default_policy_desired(pushed_total, n_running, target, rcfg)
