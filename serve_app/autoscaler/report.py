@@ -113,6 +113,7 @@ def _commit() -> str:
 
 def run_scenario(sc: Scenario, workers: int = 2, progress: bool = True) -> Dict:
     """Tune every baseline over its grid, re-run the finalists and ours on the full trace, and compare."""
+    commit = _commit()  # the code that runs, not the tree as it is when the run ends
     full = sc.trace.duration_s
     short = min(full, sc.sweep.duration_s or full)
     grid_tasks = [(sc.ours, short)] + [(p, short) for b in sc.baselines for p in b.policies()]
@@ -152,7 +153,7 @@ def run_scenario(sc: Scenario, workers: int = 2, progress: bool = True) -> Dict:
         "ours": ours, "ours_grid": ours_grid, "baselines": baselines,
         "goal_met": all(b["goal_met"] for b in baselines), "requests_in_trace": ours["requests"],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]},
-        "versions": _versions(), "commit": _commit(),
+        "versions": _versions(), "commit": commit,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "_series": series,
     }

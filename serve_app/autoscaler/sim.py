@@ -11,7 +11,8 @@ Model (one tick = ``dt_s``):
 * Lifecycle: a new replica serves after ``startup_s``; a removed one stops taking requests and
   drains its in-flight ones (graceful shutdown). Replica-hours count starting+running+draining.
 * Metrics reach the policy with Ray's lag: replica stats are pushed every ``metrics_interval_s``;
-  the default policy's ongoing-requests total is a mean over ``look_back_period_s``.
+  the default policy's ongoing-requests total is a mean over ``look_back_period_s``. Our policy's
+  Observation is built by ``fleet.fleet_observation`` from per-replica stats, as in Ray.
 * TTFT = router queue wait (0 for a request routed in the tick it arrived) + ``TTFT_p50(n)`` prefill.
 Every policy goes through ``ray_rules.wrapped_decision`` (Ray's factors, delays and bounds): ours,
 Ray's default, and Ray Serve LLM's ``TTFTAutoscalingPolicy`` (``ray_llm_rules``).
@@ -30,7 +31,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from .config import ControlLawConfig, ItlSla
-from .law import Observation, decide
+from . import stats as ST
+from .fleet import fleet_observation
+from .law import decide
 from .profile import CapacityCurve
 from .ray_llm_rules import TtftMetricPipeline, TtftPolicyConfig, ttft_policy_desired
 from .ray_rules import RayAutoscalingConfig, default_policy_desired, wrapped_decision
@@ -123,6 +126,24 @@ class SimResult:
 _STARTING, _RUNNING, _DRAINING = 0, 1, 2
 
 
+def _replica_stats(ring_arr: np.ndarray, ring_tok: np.ndarray, ring_itl: np.ndarray, running: np.ndarray,
+                   in_flight: np.ndarray, window_s: float, pct: int, trace: Trace) -> Dict[str, np.ndarray]:
+    """What each running replica's ``record_autoscaling_stats`` reports over the stats window
+    (stats.py names and units: s, req/s, tokens); ``fleet.fleet_observation`` aggregates them."""
+    tok = ring_tok.sum(axis=0)[running]
+    itl_ms_tok = ring_itl.sum(axis=0)[running]
+    n = int(running.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        itl_s = np.where(tok > 0, itl_ms_tok / tok / 1000.0, np.nan)
+    return {
+        ST.ARRIVAL_RATE_RPS: ring_arr.sum(axis=0)[running] / window_s,
+        ST.ITL_SAMPLES: tok, ST.ITL_PERCENTILE_KEYS[pct]: itl_s,
+        ST.MEAN_PROMPT_TOKENS: np.full(n, float(trace.prompt_tokens[0]) if len(trace) else np.nan),
+        ST.MEAN_OUTPUT_TOKENS: np.full(n, float(trace.output_tokens[0]) if len(trace) else np.nan),
+        ST.RUNNING_REQUESTS: in_flight[running].astype(float),
+    }
+
+
 def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig, policy: PolicySpec) -> SimResult:
     """Replay ``trace`` under ``policy``; ``curve`` is the replicas' true behaviour (and, for the
     ITL-SLA policy with ``use_profile``, also its model)."""
@@ -178,12 +199,15 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
     max_seen = target
     policy_state: Dict = {}
     ray_state: Dict = {}
-    pushed_obs: Optional[Observation] = None
+    pushed_stats: Dict[str, np.ndarray] = {}  # per running replica, as last pushed (stats.py names)
     pushed_total = 0.0
     next_push = 0.0
     ser: Dict[str, List[float]] = {k: [] for k in ("t_s", "replicas", "running", "target", "rate_rps", "itl_ms", "out_of_sla_frac", "queued")}
     next_ser, ser_arr, ser_tok, ser_bad, ser_itlw = 0.0, 0, 0.0, 0.0, 0.0
     n_ticks = int(math.ceil(trace.duration_s / dt))
+
+    def counts_now() -> np.ndarray:
+        return np.bincount(a_slot, minlength=S) if len(a_slot) else np.zeros(S, int)
 
     for tick in range(n_ticks):
         t = tick * dt
@@ -271,30 +295,15 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
             next_push = t + policy.metrics_interval_s
             pushed_total = float(ongoing_hist[: min(L, tick + 1)].mean())
             if policy.kind == "itl_sla":
-                win = min(W, tick + 1)
-                arr_w = ring_arr.sum(axis=0)[running_mask]
-                tok_w = ring_tok.sum(axis=0)[running_mask]
-                itl_w = ring_itl.sum(axis=0)[running_mask]
-                ntok = float(tok_w.sum())
-                pushed_obs = Observation(
-                    now_s=t, running_replicas=n_running, target_replicas=target, min_replicas=fleet.min_replicas,
-                    max_replicas=fleet.max_replicas, arrival_rate_rps=float(arr_w.sum()) / (win * dt),
-                    mean_prompt_tokens=float(trace.prompt_tokens[0]) if n_req else 0.0,
-                    mean_output_tokens=float(trace.output_tokens[0]) if n_req else 0.0,
-                    itl_ms=(float(itl_w.sum()) / ntok) if ntok > 0 else None, itl_samples=int(ntok),
-                    ongoing_requests=float(len(a_slot)), queued_requests=float(len(queue)))
+                pushed_stats = _replica_stats(ring_arr, ring_tok, ring_itl, running_mask, counts_now(),
+                                              min(W, tick + 1) * dt, pct, trace)
         # 6. policy (Ray calls it every 0.1 s; once per tick is equivalent for time-based delays)
         n_active = int(np.sum((slot_state == _STARTING) | running_mask))
         if policy.kind == "itl_sla":
             def raw() -> float:
                 nonlocal policy_state
-                o = pushed_obs
-                obs = Observation(now_s=t, running_replicas=n_running, target_replicas=target,
-                                  min_replicas=fleet.min_replicas, max_replicas=fleet.max_replicas,
-                                  **({} if o is None else dict(
-                                      arrival_rate_rps=o.arrival_rate_rps, mean_prompt_tokens=o.mean_prompt_tokens,
-                                      mean_output_tokens=o.mean_output_tokens, itl_ms=o.itl_ms, itl_samples=o.itl_samples,
-                                      ongoing_requests=o.ongoing_requests, queued_requests=float(len(queue)))))
+                obs = fleet_observation(t, n_running, target, fleet.min_replicas, fleet.max_replicas, pushed_stats,
+                                        pct, queued_requests=float(len(queue)))
                 d = decide(obs, policy.law, model_curve, policy_state)
                 policy_state = d.state
                 return float(d.desired)
