@@ -50,6 +50,7 @@ class FleetConfig(BaseModel):
     max_replicas: PositiveInt = 32
     initial_replicas: Optional[int] = None
     series_every_s: PositiveFloat = 10.0
+    control_interval_s: PositiveFloat = Field(0.1, description="Ray's RAY_SERVE_CONTROL_LOOP_INTERVAL_S default")
 
 
 class PolicySpec(BaseModel):
@@ -297,7 +298,7 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
             if policy.kind == "itl_sla":
                 pushed_stats = _replica_stats(ring_arr, ring_tok, ring_itl, running_mask, counts_now(),
                                               min(W, tick + 1) * dt, pct, trace)
-        # 6. policy (Ray calls it every 0.1 s; once per tick is equivalent for time-based delays)
+        # 6. policy (Ray calls it every 0.1 s; once per tick is equivalent for level-based policies and time-based delays)
         n_active = int(np.sum((slot_state == _STARTING) | running_mask))
         if policy.kind == "itl_sla":
             def raw() -> float:
@@ -316,11 +317,16 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
         else:
             def raw() -> float:
                 return default_policy_desired(pushed_total, n_running, target, rcfg)
-        new_target, ray_state = wrapped_decision(raw, n_running, target, pushed_total, rcfg, ray_state, t)
-        if new_target != target:
-            ups += new_target > target
-            downs += new_target < target
-            target = new_target
+        # Ray's controller runs every CONTROL_LOOP_INTERVAL_S; a policy that steps from the current target
+        # (the TTFT policy) can move once per controller tick, so it gets every tick inside this one.
+        n_ctl = int(round(dt / fleet.control_interval_s)) if policy.kind == "ray_llm_ttft" else 1
+        for k in range(max(1, n_ctl)):
+            new_target, ray_state = wrapped_decision(raw, n_running, target, pushed_total, rcfg, ray_state,
+                                                     t + k * fleet.control_interval_s)
+            if new_target != target:
+                ups += new_target > target
+                downs += new_target < target
+                target = new_target
         if target > n_active:
             add_replicas(target - n_active, t)
         elif target < n_active:
