@@ -137,3 +137,15 @@ def test_shipped_scenario_on_a_6h_slice_beats_the_tuned_baselines():
                 best = r
         assert best is not None, name
         assert ours.replica_hours <= ratio * best.replica_hours, (name, ours.summary(), best.summary())
+
+
+def test_ttft_policy_without_upscale_delay_steps_once_per_controller_tick_not_per_sim_tick():
+    """Ray runs the controller every 0.1 s: with upscale_delay_s 0 a breach read once adds up to 10 replicas a second."""
+    tr = make_trace(TraceSpec(kind="step", duration_s=400, steps=[(0, 5.0), (100, 80.0)], seed=4))
+    fleet = FleetConfig(max_replicas=32, initial_replicas=1, startup_s=30, series_every_s=1)
+    p = PolicySpec(kind="ray_llm_ttft", upscale_delay_s=0, downscale_delay_s=600, ttft=dict(ttft_target_s=0.2))
+    fast = simulate(tr, CURVE, SLA, fleet, p)
+    slow = simulate(tr, CURVE, SLA, fleet.model_copy(update={"control_interval_s": 1.0}), p)
+    t = np.array(fast.series["t_s"])
+    jump = lambda r: int(np.max(np.diff(np.array(r.series["target"])[t > 100])))  # noqa: E731
+    assert jump(fast) > 1 and jump(slow) == 1
