@@ -16,7 +16,7 @@ CURVE = h100_like_profile().workload("multi_turn_chat").curve()
 # default: (target_ongoing_requests, upscale_delay_s, downscale_delay_s, look_back_period_s)
 BEST_DEFAULTS = {(8, 5, 60, 30), (8, 0, 60, 30), (8, 5, 60, 10), (8, 0, 60, 10)}
 # TTFT policy: (ttft_target_s, upscale_delay_s, downscale_delay_s, idle_threshold)
-BEST_TTFT = {(0.2, 0, 60, 16), (0.15, 0, 60, 16)}
+BEST_TTFT = {(0.2, 5, 600, 16), (0.1, 5, 600, 16)}
 OURS = PolicySpec(kind="itl_sla", upscale_delay_s=0, downscale_delay_s=0, metrics_interval_s=1, look_back_period_s=10,
                   law=ControlLawConfig(sla=SLA, spare_capacity=0.5))
 
@@ -119,7 +119,7 @@ def test_scenario_rejects_a_grid_key_that_is_not_a_policy_field():
 def test_shipped_scenario_on_a_6h_slice_beats_the_tuned_baselines():
     """The committed scenario, cut to 6 h: ours reaches 99.5 % of tokens within SLA with fewer replica-hours
     than the best settings the committed sweep found for Ray's default (re-checked here) and for Ray's TTFT
-    policy. Measured 0.78x and 0.55x on 24 h (results/h100_bursty_24h.md); the issue's 0.7x against the
+    policy. Measured 0.78x and 0.53x on 24 h (results/h100_bursty_24h.md); the issue's 0.7x against the
     tuned default is missed, so this pins 0.8x and the TTFT policy's 0.85x."""
     sc = Scenario.load(DEFAULT_SCENARIO).with_duration(6 * 3600)
     curve = h100_like_profile().workload(sc.workload).curve()
