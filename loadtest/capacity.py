@@ -6,7 +6,8 @@
   failed by saturation rather than latency ("saturation": the last passing QPS is reported), and when
   fewer than two points passed ("too_few_points").
 * Fixed QPS: each deployment's ITL interpolated at given QPS values and its ratio to a baseline deployment.
-* Capacity profiles: per deployment, the JSON the autoscaler reads (its schema: serve_app/autoscaler/profile.py).
+* Capacity profiles: per deployment, the autoscaler's `CapacityProfile` (serve_app/autoscaler/profile.py):
+  one pydantic model, built here and read there, so the writer cannot drift from the reader.
 Points are dicts from `metrics.summarize_point` plus `deployment`, `profile`, `model`, `replicas`,
 `prompt_tokens`, `output_tokens` (added by the sweep).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
+from sparse24.serve_app.autoscaler.profile import CapacityPoint, CapacityProfile, WorkloadCapacity
 
 
 class CapacityEstimate(BaseModel):
@@ -104,31 +106,35 @@ def fixed_qps_table(points: list[dict], metric: str, baseline: str | None = None
 _MIN_ITL_MS = 1e-3
 
 
-def capacity_profiles(points: list[dict], metadata: dict) -> dict[str, dict]:
-    """One capacity profile per deployment, in the autoscaler's schema (serve_app/autoscaler/profile.py,
-    `CapacityProfile`, schema_version 1): per workload, the *steady* points only, per replica (QPS and
+def capacity_profile_models(points: list[dict], metadata: dict) -> dict[str, CapacityProfile]:
+    """One `CapacityProfile` per deployment: per workload, the *steady* points only, per replica (QPS and
     concurrency divided by the deployment's replica count), strictly increasing QPS. Workloads without a
-    steady point are left out; a deployment without any is left out."""
-    by_dep: dict[str, list] = {}
+    steady point are left out; a deployment without any is left out. The model validates on construction."""
+    by_dep: dict[str, list[WorkloadCapacity]] = {}
     for (dep, prof), pts in sorted(group(points).items()):
         first = pts[0]
         replicas = max(1, int(first.get("replicas", 1)))
-        curve = []
+        curve: list[CapacityPoint] = []
         for p in _sorted(pts):
-            if not p.get("steady") or (curve and p["target_qps"] / replicas <= curve[-1]["qps"]):
+            if not p.get("steady") or (curve and p["target_qps"] / replicas <= curve[-1].qps):
                 continue
-            curve.append(dict(
+            curve.append(CapacityPoint(
                 qps=p["target_qps"] / replicas, concurrency=p["mean_concurrency"] / replicas,
                 **{k: max(p[k], _MIN_ITL_MS) for k in ("itl_p50_ms", "itl_p90_ms", "itl_p99_ms")},
                 ttft_p50_ms=p["ttft_p50_ms"] or None, ttft_p90_ms=p["ttft_p90_ms"] or None))
         if curve:
-            by_dep.setdefault(dep, []).append(dict(
+            by_dep.setdefault(dep, []).append(WorkloadCapacity(
                 name=prof, prompt_tokens=int(first["prompt_tokens"]), output_tokens=int(first["output_tokens"]),
                 points=curve))
     out = {}
     for dep, workloads in by_dep.items():
         model = next(p.get("model", "") for p in points if p["deployment"] == dep)
-        out[dep] = dict(schema_version=1, deployment=dep, model=model, machine=metadata.get("machine", ""),
-                        created=metadata.get("created", ""), source=metadata.get("command", "sparse24-loadtest"),
-                        workloads=workloads)
+        out[dep] = CapacityProfile(deployment=dep, model=model, machine=metadata.get("machine", ""),
+                                   created=metadata.get("created", ""), source=metadata.get("command", "sparse24-loadtest"),
+                                   workloads=workloads)
     return out
+
+
+def capacity_profiles(points: list[dict], metadata: dict) -> dict[str, dict]:
+    """`capacity_profile_models` as JSON documents (what `CapacityProfile.save` writes)."""
+    return {dep: prof.model_dump(mode="json") for dep, prof in capacity_profile_models(points, metadata).items()}

@@ -37,6 +37,10 @@ class ControlLawConfig(BaseModel):
     correction_tau_s: PositiveFloat = Field(60.0, description="time constant of the measured/expected ITL correction")
     correction_bounds: Tuple[PositiveFloat, PositiveFloat] = (0.5, 3.0)
     feedback_low_watermark: float = Field(0.5, gt=0.0, lt=1.0, description="without a profile: scale down only while ITL < this * target")
+    forecast_lead_s: float = Field(0.0, ge=0.0, le=600.0, description="size for the arrival rate this far ahead "
+                                   "(rising trend only; about replica start-up + stats lag); 0 = size for the current rate")
+    trend_window_s: PositiveFloat = Field(30.0, description="window of the arrival-rate trend fit (s)")
+    trend_significance: float = Field(2.0, ge=0.0, description="use the trend only when slope > this x its standard error")
     queue_drain_s: PositiveFloat = Field(30.0, description="plan to drain requests queued at the router within this time")
     max_step_up: PositiveInt = Field(4, description="most replicas one feedback decision adds")
 

@@ -4,7 +4,10 @@ Pure and deterministic: the simulator and the Ray Serve policy call exactly this
 
 Feed-forward: demand (req/s) / per-replica capacity at the SLA, where capacity comes from the
 profile at a target tightened by ``headroom`` and by a measured correction factor
-(EWMA of measured ITL / profile-expected ITL at the current per-replica load).
+(EWMA of measured ITL / profile-expected ITL at the current per-replica load). Demand is predictive:
+the arrival rate extrapolated ``forecast_lead_s`` ahead along its rising trend (least-squares slope
+over ``trend_window_s``), because a replica asked for now serves only after its start-up; a falling
+trend is ignored (scale-down waits for the rate itself).
 Feedback: a measured breach lasting ``breach_stable_s`` adds replicas in proportion to the
 overshoot, but only when no replica is still starting and the fleet has settled (no cascade).
 Hysteresis: scale-up needs ``upscale_stable_s`` of excess demand; scale-down needs
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from .config import ControlLawConfig
 from .profile import CapacityCurve
@@ -54,6 +57,7 @@ class LawState:
     last_change_s: Optional[float] = None  # last time running or target replicas changed
     last_running: int = -1
     last_target: int = -1
+    rate_samples: List[List[float]] = field(default_factory=list)  # [t_s, rate_rps] over trend_window_s
 
     @classmethod
     def from_policy_state(cls, policy_state: Optional[Dict[str, Any]]) -> "LawState":
@@ -61,7 +65,36 @@ class LawState:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def to_policy_state(self) -> Dict[str, Any]:
-        return {_STATE_KEY: dict(vars(self))}
+        d = dict(vars(self))
+        d["rate_samples"] = [list(x) for x in self.rate_samples]
+        return {_STATE_KEY: d}
+
+
+_RATE_SAMPLE_EVERY_S = 1.0  # Ray calls the policy every ~0.1 s; one trend sample a second is enough
+
+
+def _forecast_rate(st: LawState, now: float, rate: float, cfg: ControlLawConfig) -> float:
+    """Arrival rate ``forecast_lead_s`` ahead: current rate + rising least-squares slope x lead (req/s)."""
+    if cfg.forecast_lead_s <= 0.0:
+        return rate
+    if not st.rate_samples or now - st.rate_samples[-1][0] >= _RATE_SAMPLE_EVERY_S:
+        st.rate_samples.append([now, rate])
+    st.rate_samples = [s for s in st.rate_samples if now - s[0] <= cfg.trend_window_s]
+    if len(st.rate_samples) < 3:
+        return rate
+    ts = [s[0] for s in st.rate_samples]
+    rs = [s[1] for s in st.rate_samples]
+    tm, rm = sum(ts) / len(ts), sum(rs) / len(rs)
+    var = sum((t - tm) ** 2 for t in ts)
+    if var <= 0.0:
+        return rate
+    slope = sum((t - tm) * (r - rm) for t, r in zip(ts, rs)) / var
+    # Only a rising trend that stands out of the window's noise: arrival noise must not buy replicas.
+    resid = sum((r - rm - slope * (t - tm)) ** 2 for t, r in zip(ts, rs))
+    stderr = math.sqrt(resid / max(1, len(ts) - 2) / var)
+    if slope <= cfg.trend_significance * stderr:
+        return rate
+    return rate + slope * cfg.forecast_lead_s
 
 
 @dataclass(frozen=True)
@@ -124,9 +157,12 @@ def decide(obs: Observation, cfg: ControlLawConfig, curve: Optional[CapacityCurv
             ff = ff_down = hi_b
         else:
             # Requests waiting at the router are demand the replicas' arrival counts miss.
-            demand = (obs.arrival_rate_rps + obs.queued_requests / cfg.queue_drain_s) * (1.0 + cfg.spare_capacity)
+            queued = obs.queued_requests / cfg.queue_drain_s
+            ahead = _forecast_rate(st, now, obs.arrival_rate_rps, cfg)
+            demand = (ahead + queued) * (1.0 + cfg.spare_capacity)
             ff = math.ceil(demand / cap - 1e-9)
-            ff_down = math.ceil(demand / (cap * (1.0 - cfg.downscale_margin)) - 1e-9)
+            demand_now = (obs.arrival_rate_rps + queued) * (1.0 + cfg.spare_capacity)
+            ff_down = max(ff, math.ceil(demand_now / (cap * (1.0 - cfg.downscale_margin)) - 1e-9))
 
     # --- feedback ------------------------------------------------------------------------
     ttft_breach = sla.ttft_target_ms is not None and obs.ttft_ms is not None and obs.ttft_ms > sla.ttft_target_ms

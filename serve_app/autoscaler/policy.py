@@ -23,8 +23,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
+
 from . import stats as S
 from .config import ItlSlaPolicyConfig
+from .fleet import fleet_observation
 from .law import Decision, Observation, decide
 from .profile import CapacityProfile
 
@@ -57,7 +60,8 @@ def _latest(series) -> Optional[Tuple[float, float]]:
 
 
 def observation_from_context(ctx: Any, cfg: ItlSlaPolicyConfig) -> Observation:
-    """Fleet observation from Ray's AutoscalingContext (latest value per running replica)."""
+    """Fleet observation from Ray's AutoscalingContext: the latest fresh value of each stat per running
+    replica, aggregated by ``fleet.fleet_observation`` (the simulator's too)."""
     now = ctx.current_time if ctx.current_time is not None else time.time()
     metrics: Dict[str, Dict[Any, Any]] = {}
     try:
@@ -79,39 +83,17 @@ def observation_from_context(ctx: Any, cfg: ItlSlaPolicyConfig) -> Observation:
             out[rid] = v
         return out
 
-    itl_key = S.ITL_PERCENTILE_KEYS[cfg.sla.itl_percentile]
-    rate, samples = per_replica(S.ARRIVAL_RATE_RPS), per_replica(S.ITL_SAMPLES)
-    itl, ttft = per_replica(itl_key), per_replica(S.TTFT_P90_S)
-    prompt, output = per_replica(S.MEAN_PROMPT_TOKENS), per_replica(S.MEAN_OUTPUT_TOKENS)
-    running = per_replica(S.RUNNING_REQUESTS)
-
-    total_rate = sum(rate.values())
-    n_samples = sum(samples.values())
-    itl_ms = None
-    if n_samples > 0:
-        itl_ms = 1000.0 * sum(itl.get(r, 0.0) * n for r, n in samples.items()) / n_samples
-    ttft_vals = [v for v in ttft.values() if v > 0]
-    w = total_rate if total_rate > 0 else 1.0
+    latest = {name: per_replica(name) for name in S.ALL_STATS}
+    rids = sorted({rid for vals in latest.values() for rid in vals}, key=str)
+    arrays = {name: np.array([vals.get(r, np.nan) for r in rids], float) for name, vals in latest.items()}
     try:
         queued = float(ctx.total_queued_requests or 0.0)
     except Exception:  # noqa: BLE001
         queued = 0.0
-    ongoing = sum(running.values()) if running else float(getattr(ctx, "total_running_requests", 0.0) or 0.0)
-    return Observation(
-        now_s=float(now),
-        running_replicas=int(ctx.current_num_replicas),
-        target_replicas=int(ctx.target_num_replicas),
-        min_replicas=int(ctx.capacity_adjusted_min_replicas),
-        max_replicas=int(ctx.capacity_adjusted_max_replicas),
-        arrival_rate_rps=total_rate,
-        mean_prompt_tokens=sum(prompt.get(r, 0.0) * rate.get(r, 0.0) for r in prompt) / w if total_rate > 0 else 0.0,
-        mean_output_tokens=sum(output.get(r, 0.0) * rate.get(r, 0.0) for r in output) / w if total_rate > 0 else 0.0,
-        itl_ms=itl_ms,
-        itl_samples=int(n_samples),
-        ttft_ms=1000.0 * max(ttft_vals) if ttft_vals else None,
-        ongoing_requests=ongoing,
-        queued_requests=queued,
-    )
+    return fleet_observation(
+        now, ctx.current_num_replicas, ctx.target_num_replicas, ctx.capacity_adjusted_min_replicas,
+        ctx.capacity_adjusted_max_replicas, arrays, cfg.sla.itl_percentile, queued_requests=queued,
+        ongoing_fallback=float(getattr(ctx, "total_running_requests", 0.0) or 0.0))
 
 
 class _PolicyMetrics:

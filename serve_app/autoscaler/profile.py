@@ -1,6 +1,6 @@
 """Capacity profile: measured per-replica latency vs load, the autoscaler's performance model.
 
-Written by the load-test sweep (loadtest/, one replica per deployment), read by the ITL-SLA
+Written by the load-test sweep (loadtest/capacity.py builds these models, one replica per deployment), read by the ITL-SLA
 policy (feed-forward: how many requests/s one replica serves within the SLA) and by the
 simulator (how ITL and TTFT react to a replica's concurrency).
 
@@ -15,6 +15,8 @@ JSON schema (``schema_version: 1``)::
           {"qps": 1.0, "concurrency": 1.4,           # per replica: req/s, mean in-flight
            "itl_p50_ms": 6.1, "itl_p90_ms": 6.8, "itl_p99_ms": 9.0,
            "ttft_p50_ms": 30.0, "ttft_p90_ms": 45.0}, ...]}]}
+
+This module owns the schema: `sparse24.loadtest.capacity` builds these models to write profiles.
 
 ``concurrency`` may be omitted; it is then derived by Little's law from qps and the p50
 latencies: qps * (ttft_p50 + (output_tokens - 1) * itl_p50) / 1000.

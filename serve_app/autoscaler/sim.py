@@ -11,8 +11,11 @@ Model (one tick = ``dt_s``):
 * Lifecycle: a new replica serves after ``startup_s``; a removed one stops taking requests and
   drains its in-flight ones (graceful shutdown). Replica-hours count starting+running+draining.
 * Metrics reach the policy with Ray's lag: replica stats are pushed every ``metrics_interval_s``;
-  the default policy's ongoing-requests total is a mean over ``look_back_period_s``.
-Both policies go through ``ray_rules.wrapped_decision`` (Ray's factors, delays and bounds).
+  the default policy's ongoing-requests total is a mean over ``look_back_period_s``. Our policy's
+  Observation is built by ``fleet.fleet_observation`` from per-replica stats, as in Ray.
+* TTFT = router queue wait (0 for a request routed in the tick it arrived) + ``TTFT_p50(n)`` prefill.
+Every policy goes through ``ray_rules.wrapped_decision`` (Ray's factors, delays and bounds): ours,
+Ray's default, and Ray Serve LLM's ``TTFTAutoscalingPolicy`` (``ray_llm_rules``).
 Deterministic: no randomness here (the trace carries the seed).
 """
 
@@ -28,8 +31,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from .config import ControlLawConfig, ItlSla
-from .law import Observation, decide
+from . import stats as ST
+from .fleet import fleet_observation
+from .law import decide
 from .profile import CapacityCurve
+from .ray_llm_rules import TtftMetricPipeline, TtftPolicyConfig, ttft_policy_desired
 from .ray_rules import RayAutoscalingConfig, default_policy_desired, wrapped_decision
 from .trace import Trace
 
@@ -44,13 +50,15 @@ class FleetConfig(BaseModel):
     max_replicas: PositiveInt = 32
     initial_replicas: Optional[int] = None
     series_every_s: PositiveFloat = 10.0
+    control_interval_s: PositiveFloat = Field(0.1, description="Ray's RAY_SERVE_CONTROL_LOOP_INTERVAL_S default")
 
 
 class PolicySpec(BaseModel):
-    """A policy under test: ours (``itl_sla``) or Ray's default, plus Ray's wrapper settings."""
+    """A policy under test: ours (``itl_sla``), Ray's default, or Ray Serve LLM's TTFT policy
+    (``ray_llm_ttft``), plus Ray's wrapper settings."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["itl_sla", "ray_default"]
+    kind: Literal["itl_sla", "ray_default", "ray_llm_ttft"]
     label: str = ""
     target_ongoing_requests: PositiveFloat = 2.0
     upscale_delay_s: float = 30.0
@@ -59,6 +67,7 @@ class PolicySpec(BaseModel):
     metrics_interval_s: PositiveFloat = 10.0
     use_profile: bool = True
     law: ControlLawConfig = Field(default_factory=ControlLawConfig)
+    ttft: TtftPolicyConfig = Field(default_factory=TtftPolicyConfig)
 
     def ray_config(self, fleet: FleetConfig) -> RayAutoscalingConfig:
         return RayAutoscalingConfig(
@@ -70,7 +79,12 @@ class PolicySpec(BaseModel):
     def name(self) -> str:
         if self.label:
             return self.label
-        return "itl_sla" if self.kind == "itl_sla" else f"ray_default(target_ongoing={self.target_ongoing_requests:g})"
+        delays = f"up={self.upscale_delay_s:g},down={self.downscale_delay_s:g},look_back={self.look_back_period_s:g}"
+        if self.kind == "ray_default":
+            return f"ray_default(target_ongoing={self.target_ongoing_requests:g},{delays})"
+        if self.kind == "ray_llm_ttft":
+            return f"ray_llm_ttft(ttft_target={self.ttft.ttft_target_s:g}s,idle={self.ttft.idle_threshold:g},{delays})"
+        return "itl_sla"
 
 
 @dataclass
@@ -113,6 +127,24 @@ class SimResult:
 _STARTING, _RUNNING, _DRAINING = 0, 1, 2
 
 
+def _replica_stats(ring_arr: np.ndarray, ring_tok: np.ndarray, ring_itl: np.ndarray, running: np.ndarray,
+                   in_flight: np.ndarray, window_s: float, pct: int, trace: Trace) -> Dict[str, np.ndarray]:
+    """What each running replica's ``record_autoscaling_stats`` reports over the stats window
+    (stats.py names and units: s, req/s, tokens); ``fleet.fleet_observation`` aggregates them."""
+    tok = ring_tok.sum(axis=0)[running]
+    itl_ms_tok = ring_itl.sum(axis=0)[running]
+    n = int(running.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        itl_s = np.where(tok > 0, itl_ms_tok / tok / 1000.0, np.nan)
+    return {
+        ST.ARRIVAL_RATE_RPS: ring_arr.sum(axis=0)[running] / window_s,
+        ST.ITL_SAMPLES: tok, ST.ITL_PERCENTILE_KEYS[pct]: itl_s,
+        ST.MEAN_PROMPT_TOKENS: np.full(n, float(trace.prompt_tokens[0]) if len(trace) else np.nan),
+        ST.MEAN_OUTPUT_TOKENS: np.full(n, float(trace.output_tokens[0]) if len(trace) else np.nan),
+        ST.RUNNING_REQUESTS: in_flight[running].astype(float),
+    }
+
+
 def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig, policy: PolicySpec) -> SimResult:
     """Replay ``trace`` under ``policy``; ``curve`` is the replicas' true behaviour (and, for the
     ITL-SLA policy with ``use_profile``, also its model)."""
@@ -139,6 +171,7 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
     ring_itl = np.zeros((W, S))  # tokens * ITL_pXX(ms)
     L = max(1, int(round(rcfg.look_back_period_s / dt)))
     ongoing_hist = np.zeros(L)
+    ttft_pipe = TtftMetricPipeline(policy.ttft) if policy.kind == "ray_llm_ttft" else None
 
     def add_replicas(k: int, now: float, ready_now: bool = False):
         for _ in range(k):
@@ -167,12 +200,15 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
     max_seen = target
     policy_state: Dict = {}
     ray_state: Dict = {}
-    pushed_obs: Optional[Observation] = None
+    pushed_stats: Dict[str, np.ndarray] = {}  # per running replica, as last pushed (stats.py names)
     pushed_total = 0.0
     next_push = 0.0
     ser: Dict[str, List[float]] = {k: [] for k in ("t_s", "replicas", "running", "target", "rate_rps", "itl_ms", "out_of_sla_frac", "queued")}
     next_ser, ser_arr, ser_tok, ser_bad, ser_itlw = 0.0, 0, 0.0, 0.0, 0.0
     n_ticks = int(math.ceil(trace.duration_s / dt))
+
+    def counts_now() -> np.ndarray:
+        return np.bincount(a_slot, minlength=S) if len(a_slot) else np.zeros(S, int)
 
     for tick in range(n_ticks):
         t = tick * dt
@@ -204,9 +240,11 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
         if new_reqs:
             ns = np.array(new_slots, int); nr = np.array(new_reqs, int)
             a_slot = np.concatenate([a_slot, ns]); a_req = np.concatenate([a_req, nr])
-            wait = t - arrivals[nr]
-            a_pre = np.concatenate([a_pre, ttft_s[counts[ns]] + 1e-9])
-            a_ttft = np.concatenate([a_ttft, wait])  # queue wait; prefill added at first token
+            # A request that found room is routed on arrival; the tick grid must not add its own wait.
+            wait = np.where(arrivals[nr] > t - dt, 0.0, t - arrivals[nr])
+            prefill = ttft_s[counts[ns]]
+            a_pre = np.concatenate([a_pre, prefill + 1e-9])
+            a_ttft = np.concatenate([a_ttft, wait + prefill])
             a_tok = np.concatenate([a_tok, np.zeros(len(nr))])
             a_out = np.concatenate([a_out, trace.output_tokens[nr].astype(float)])
             a_gap_ok = np.concatenate([a_gap_ok, np.zeros(len(nr))]); a_gaps = np.concatenate([a_gaps, np.zeros(len(nr))])
@@ -216,7 +254,8 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
             n_here = np.minimum(counts, nmax + 1)
             pre = a_pre > 0
             first = pre & (a_pre <= dt)
-            a_ttft[first] += a_pre[first]
+            if ttft_pipe is not None:
+                ttft_pipe.observe(t, a_ttft[first])
             dec_time = np.where(pre, np.maximum(0.0, dt - a_pre), dt)
             a_pre = np.maximum(0.0, a_pre - dt)
             a_tok[first] += 1.0
@@ -257,41 +296,37 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
             next_push = t + policy.metrics_interval_s
             pushed_total = float(ongoing_hist[: min(L, tick + 1)].mean())
             if policy.kind == "itl_sla":
-                win = min(W, tick + 1)
-                arr_w = ring_arr.sum(axis=0)[running_mask]
-                tok_w = ring_tok.sum(axis=0)[running_mask]
-                itl_w = ring_itl.sum(axis=0)[running_mask]
-                ntok = float(tok_w.sum())
-                pushed_obs = Observation(
-                    now_s=t, running_replicas=n_running, target_replicas=target, min_replicas=fleet.min_replicas,
-                    max_replicas=fleet.max_replicas, arrival_rate_rps=float(arr_w.sum()) / (win * dt),
-                    mean_prompt_tokens=float(trace.prompt_tokens[0]) if n_req else 0.0,
-                    mean_output_tokens=float(trace.output_tokens[0]) if n_req else 0.0,
-                    itl_ms=(float(itl_w.sum()) / ntok) if ntok > 0 else None, itl_samples=int(ntok),
-                    ongoing_requests=float(len(a_slot)), queued_requests=float(len(queue)))
-        # 6. policy (Ray calls it every 0.1 s; once per tick is equivalent for time-based delays)
+                pushed_stats = _replica_stats(ring_arr, ring_tok, ring_itl, running_mask, counts_now(),
+                                              min(W, tick + 1) * dt, pct, trace)
+        # 6. policy (Ray calls it every 0.1 s; once per tick is equivalent for level-based policies and time-based delays)
         n_active = int(np.sum((slot_state == _STARTING) | running_mask))
         if policy.kind == "itl_sla":
             def raw() -> float:
                 nonlocal policy_state
-                o = pushed_obs
-                obs = Observation(now_s=t, running_replicas=n_running, target_replicas=target,
-                                  min_replicas=fleet.min_replicas, max_replicas=fleet.max_replicas,
-                                  **({} if o is None else dict(
-                                      arrival_rate_rps=o.arrival_rate_rps, mean_prompt_tokens=o.mean_prompt_tokens,
-                                      mean_output_tokens=o.mean_output_tokens, itl_ms=o.itl_ms, itl_samples=o.itl_samples,
-                                      ongoing_requests=o.ongoing_requests, queued_requests=float(len(queue)))))
+                obs = fleet_observation(t, n_running, target, fleet.min_replicas, fleet.max_replicas, pushed_stats,
+                                        pct, queued_requests=float(len(queue)))
                 d = decide(obs, policy.law, model_curve, policy_state)
                 policy_state = d.state
                 return float(d.desired)
+        elif policy.kind == "ray_llm_ttft":
+            if ttft_pipe is not None and not len(a_slot):
+                ttft_pipe.observe(t, np.zeros(0))  # scrapes and fetches go on while idle
+
+            def raw() -> float:
+                return ttft_policy_desired(ttft_pipe.read(t), target, n_running, pushed_total, policy.ttft)[0]
         else:
             def raw() -> float:
                 return default_policy_desired(pushed_total, n_running, target, rcfg)
-        new_target, ray_state = wrapped_decision(raw, n_running, target, pushed_total, rcfg, ray_state, t)
-        if new_target != target:
-            ups += new_target > target
-            downs += new_target < target
-            target = new_target
+        # Ray's controller runs every CONTROL_LOOP_INTERVAL_S; a policy that steps from the current target
+        # (the TTFT policy) can move once per controller tick, so it gets every tick inside this one.
+        n_ctl = int(round(dt / fleet.control_interval_s)) if policy.kind == "ray_llm_ttft" else 1
+        for k in range(max(1, n_ctl)):
+            new_target, ray_state = wrapped_decision(raw, n_running, target, pushed_total, rcfg, ray_state,
+                                                     t + k * fleet.control_interval_s)
+            if new_target != target:
+                ups += new_target > target
+                downs += new_target < target
+                target = new_target
         if target > n_active:
             add_replicas(target - n_active, t)
         elif target < n_active:

@@ -135,3 +135,35 @@ def test_one_scale_down_does_not_cascade_into_the_next(law_cfg, curve):
             downs.append(t)
             cur = d.desired
     assert downs and all(b - a >= law_cfg.downscale_stable_s for a, b in zip(downs, downs[1:]))
+
+
+def test_rising_arrival_trend_sizes_for_the_rate_a_start_up_ahead(law_cfg, curve):
+    # 3 req/s per replica at the tightened SLA; rate climbs 0.2 req/s each second from 6 req/s
+    cfg = law_cfg.model_copy(update={"forecast_lead_s": 30.0, "upscale_stable_s": 0.0})
+    ramp = [obs(t, 10, 10, rate=6.0 + 0.2 * t, itl=30.0, hi=20) for t in range(0, 11)]
+    d = run_steps(cfg, curve, ramp)[-1]
+    # now 8 req/s (3 replicas); in 30 s 14 req/s -> 5 replicas
+    assert d.feedforward == 5
+    assert run_steps(law_cfg.model_copy(update={"upscale_stable_s": 0.0}), curve, ramp)[-1].feedforward == 3
+
+
+def test_arrival_noise_without_a_trend_buys_no_replicas(law_cfg, curve):
+    cfg = law_cfg.model_copy(update={"forecast_lead_s": 30.0})
+    noisy = [obs(t, 4, 4, rate=9.0 + (0.6 if t % 2 else -0.6), itl=30.0) for t in range(0, 30)]
+    plain = run_steps(law_cfg, curve, noisy)
+    ahead = run_steps(cfg, curve, noisy)
+    assert [d.feedforward for d in ahead] == [d.feedforward for d in plain]
+
+
+def test_falling_trend_is_not_extrapolated_down(law_cfg, curve):
+    cfg = law_cfg.model_copy(update={"forecast_lead_s": 60.0})
+    fall = [obs(t, 5, 5, rate=12.0 - 0.1 * t, itl=30.0) for t in range(0, 20)]
+    assert [d.feedforward for d in run_steps(cfg, curve, fall)] == [d.feedforward for d in run_steps(law_cfg, curve, fall)]
+
+
+def test_forecast_state_round_trips_through_rays_policy_state(law_cfg, curve):
+    cfg = law_cfg.model_copy(update={"forecast_lead_s": 30.0})
+    d = decide(obs(0.0, 2, 2, rate=5.0), cfg, curve, {})
+    import json
+    again = json.loads(json.dumps(d.state))
+    assert decide(obs(1.0, 2, 2, rate=5.2), cfg, curve, again).state["itl_sla"]["rate_samples"] == [[0.0, 5.0], [1.0, 5.2]]

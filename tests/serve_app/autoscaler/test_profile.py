@@ -82,3 +82,15 @@ def test_loadtest_capacity_profile_output_validates():
     docs = cap.capacity_profiles(pts, {"machine": "x", "created": "now", "command": "test"})
     prof = CapacityProfile.model_validate(docs["sparse"])
     assert prof.workload("chat").curve().max_qps_at_itl(8.0, 90) == pytest.approx(2.0)
+
+
+def test_loadtest_writes_the_same_model_the_autoscaler_reads(tmp_path):
+    cap = pytest.importorskip("sparse24.loadtest.capacity")
+    pts = [dict(deployment="sparse", profile="chat", target_qps=q, replicas=1, steady=True, mean_concurrency=q * 2,
+                prompt_tokens=512, output_tokens=256, itl_p50_ms=5 + q, itl_p90_ms=6 + q, itl_p99_ms=8 + q,
+                ttft_p50_ms=20.0, ttft_p90_ms=30.0, model="m") for q in (1.0, 2.0)]
+    written = cap.capacity_profile_models(pts, {"machine": "x", "created": "now", "command": "test"})["sparse"]
+    assert isinstance(written, CapacityProfile)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(cap.capacity_profiles(pts, {"machine": "x", "created": "now", "command": "test"})["sparse"]))
+    assert CapacityProfile.load(path) == written
