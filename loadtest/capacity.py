@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from sparse24.serve_app.autoscaler.profile import CapacityPoint, CapacityProfile, WorkloadCapacity
+from ..serve_app.autoscaler.profile import CapacityPoint, CapacityProfile, WorkloadCapacity
 
 
 class CapacityEstimate(BaseModel):

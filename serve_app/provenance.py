@@ -58,8 +58,9 @@ def git_commit() -> str | None:
     if os.environ.get("SPARSE24_COMMIT"):
         return os.environ["SPARSE24_COMMIT"]
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).parent)
+        # "-dirty" when the tree differs from the commit: the numbers then come from uncommitted code
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True,
+                             timeout=10, cwd=Path(__file__).parent)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 DEFAULT_SCENARIO = _HERE / "scenarios" / "h100_bursty.yaml"
-DEFAULT_OUT = _HERE / "results"
+DEFAULT_OUT = _HERE.parents[1] / "loadtest" / "results" / "autoscaler"  # every result under loadtest/results/<study>/
 
 
 def main(argv=None) -> int:

@@ -21,7 +21,7 @@ class ItlSla(BaseModel):
 
 
 class ControlLawConfig(BaseModel):
-    """Knobs of the ITL-SLA control law (defaults chosen in the simulator, see results/)."""
+    """Knobs of the ITL-SLA control law (defaults chosen in the simulator, see loadtest/results/autoscaler/)."""
 
     model_config = ConfigDict(extra="forbid")
     sla: ItlSla = Field(default_factory=ItlSla)

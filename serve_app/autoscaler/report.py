@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..provenance import describe, run_provenance
 from .profile import CapacityProfile
 from .scenario import Baseline, Scenario
 from .sim import PolicySpec, SimResult, simulate
@@ -91,29 +89,9 @@ def _baseline_report(b: Baseline, grid_rows: List[Dict], final_rows: List[Dict],
             "replica_hours_ratio": None if ratio is None else round(ratio, 4), "goal_met": met}
 
 
-def _versions() -> Dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "pydantic", "ray"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def _commit() -> str:
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."], capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def run_scenario(sc: Scenario, workers: int = 2, progress: bool = True) -> Dict:
     """Tune every baseline over its grid, re-run the finalists and ours on the full trace, and compare."""
-    commit = _commit()  # the code that runs, not the tree as it is when the run ends
+    prov = run_provenance(" ".join(sys.argv))  # taken at the start: the code that runs, not the tree at the end
     full = sc.trace.duration_s
     short = min(full, sc.sweep.duration_s or full)
     grid_tasks = [(sc.ours, short)] + [(p, short) for b in sc.baselines for p in b.policies()]
@@ -152,8 +130,7 @@ def run_scenario(sc: Scenario, workers: int = 2, progress: bool = True) -> Dict:
                      f"({short / 3600:g} h grid, {sc.sweep.finalists} cheapest re-run on the full {full / 3600:g} h)",
         "ours": ours, "ours_grid": ours_grid, "baselines": baselines,
         "goal_met": all(b["goal_met"] for b in baselines), "requests_in_trace": ours["requests"],
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]},
-        "versions": _versions(), "commit": commit,
+        "provenance": prov, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()], "commit": prov["git_commit"],
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "_series": series,
     }
@@ -216,7 +193,6 @@ def _markdown(rep: Dict) -> str:
         lines += [_table_row(r) for r in rows[:15]]
     lines += ["", f"Ours on the grid trace: {rep['ours_grid']['token_attainment']:.2%}, {rep['ours_grid']['replica_hours']:.1f} replica-hours.", ""]
     tr, fl = sc["trace"], sc["fleet"]
-    m, v = rep["machine"], rep["versions"]
     lines += ["## Setup", "",
               f"- Trace: {tr['kind']}, {tr['duration_s']/3600:.0f} h, mean {tr['rate_rps']} req/s (diurnal +-{tr['diurnal_amplitude']:.0%}), "
               f"gamma gaps cv={tr['cv']}, {tr['bursts_per_hour']} bursts/h x{tr['burst_multiplier']} for ~{tr['burst_mean_s']} s "
@@ -235,8 +211,8 @@ def _markdown(rep: Dict) -> str:
               "and 5 s fetches. Every policy passes through the same re-implementation of Ray's wrapper (factors, delays, bounds).",
               "- A token is *within SLA* when the replica that produced it was running at a concurrency whose profile "
               f"p{sla['itl_percentile']} ITL is <= target during that tick; a request is within SLA when all its tokens were.",
-              f"- Machine: {m['platform']}, {m['cpus']} CPUs, load average at the end {m['load_avg']}; versions {json.dumps(v)}; "
-              f"commit {rep['commit']}; date {rep['date']}.",
+              f"- Machine: {describe(rep['provenance'])}; load average at the end {rep['load_avg_at_end']}; "
+              f"report date {rep['date']}.",
               f"- Command: `{rep['command']}`", ""]
     return "\n".join(lines)
 
