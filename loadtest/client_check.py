@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..serve_app.latency import percentile
 from ..serve_app.provenance import run_provenance
 from .arrivals import arrival_times
 from .metrics import RequestSample
@@ -41,8 +43,7 @@ def _get(url: str, method: str = "GET") -> dict:
 
 def _pcts(values_s: list[float]) -> dict[str, float]:
     a = np.asarray(values_s or [0.0]) * 1000.0
-    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
-            "p99_ms": float(np.percentile(a, 99)), "n": len(values_s)}
+    return {"p50_ms": percentile(a, 50), "p90_ms": percentile(a, 90), "p99_ms": percentile(a, 99), "n": len(values_s)}
 
 
 def truth_stats(records: dict[str, dict]) -> dict[str, dict]:
@@ -90,15 +91,17 @@ def run_ours(base: str, qps: float, duration_s: float, tokens: int, tag: str, ma
     return samples, prompts
 
 
-def run_vllm(base: str, qps: float, n: int, tokens: int, tokenizer: str, out: Path) -> dict:
+def run_vllm(base: str, qps: float, n: int, tokens: int, tokenizer: str, out: Path, model: str = "timing",
+             input_len: int = 8, seed: int = 1, api_key: str | None = None) -> dict:
     """`vllm bench serve` at the same Poisson rate and request count; its per-request TTFTs and ITLs."""
     cmd = [sys.executable, "-m", "sparse24.serve_app.vllm_cli", "bench", "serve", "--backend", "openai",
-           "--base-url", base, "--endpoint", "/v1/completions", "--model", "timing", "--tokenizer", tokenizer,
-           "--dataset-name", "random", "--random-input-len", "8", "--random-output-len", str(tokens),
-           "--num-prompts", str(n), "--request-rate", f"{qps:.4f}", "--ignore-eos", "--seed", "1",
+           "--base-url", base, "--endpoint", "/v1/completions", "--model", model, "--tokenizer", tokenizer,
+           "--dataset-name", "random", "--random-input-len", str(input_len), "--random-output-len", str(tokens),
+           "--num-prompts", str(n), "--request-rate", f"{qps:.4f}", "--ignore-eos", "--seed", str(seed),
            "--disable-tqdm", "--save-result", "--save-detailed", "--result-dir", str(out.parent),
            "--result-filename", out.name, "--ready-check-timeout-sec", "0", "--num-warmups", "0"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    env = dict(os.environ, OPENAI_API_KEY=api_key) if api_key else None  # vllm bench serve's bearer token
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"vllm bench serve failed ({p.returncode}): {p.stderr[-1500:]}")
     res = json.loads(out.read_text())

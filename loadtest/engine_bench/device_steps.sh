@@ -23,7 +23,7 @@
 #   A: pre        (carry part0, .vw/ltp, .vw/small, .cache) -> ~/vwc; three 8B checkpoints; kernel build (bg)
 #   B: pre2       (carry .vw/ltg, .vw/dist, .vw/extra, .vw/small2)
 #   C: install variants-up fig2 pack   (carry part1, SHA256SUMS, install_on_device.sh); S24_DEADLINE bounds fig2
-#   D: variants-up fig4 pack ; E: variants-down overhead pack ; F: kernels pack (issue 17: tune + GEMM bench)
+#   D: variants-up fig4 pack ; D2: peercheck pack ; E: variants-down overhead pack ; F: kernels pack (issue 17: tune + GEMM bench)
 # Carried in .vw/ (ignored): the two bundle parts, SHA256SUMS, install_on_device.sh, extra/, dist/ (our wheel),
 # small/ (wheels the bundle lacks: `pip download --no-deps compressed-tensors loguru prometheus-fastapi-instrumentator`;
 # vLLM's own server needs the last one) and optionally s24lib/libsparse24_fp8.so (built on the CPU box, ~12 min
@@ -259,6 +259,15 @@ fig2|fig4|usecases)
   python3 -m sparse24.loadtest.cli curves "$RES/$step" > /dev/null 2>&1
   grep -E "^\|" "$RES/$step/capacity.md" 2>/dev/null | head -24 | tee -a "$OUT/steps.log"
   ray list actors --limit 50 2>/dev/null | grep -c ALIVE | sed 's/^/ray actors alive: /' | tee -a "$OUT/steps.log"
+  ;;
+peercheck)
+  # Issue 15 part 2: our load test vs `vllm bench serve` on the same endpoint (/sparse of the variants app),
+  # multi-turn chat shape 512/256, 3 rates x 3 alternating runs per tool; partial JSON after every rate
+  vw_env
+  timeout ${PEER_TIMEOUT:-540} python3 -m sparse24.loadtest.peer_check --base-url http://127.0.0.1:8000/sparse \
+    --model sparse-llama-3.1-8b-2of4-fp8 --tokenizer $M8/sparse24-dense --input-len 512 --output-len 256 \
+    --qps ${PEER_QPS:-1,8,16} --num-prompts ${PEER_PROMPTS:-32} --runs 3 --out "$RES/peer_check_chat" > "$OUT/peercheck.log" 2>&1
+  log "peercheck rc=$? $(grep -E 'pairs agree' "$RES/peer_check_chat.md" 2>/dev/null)"
   ;;
 kernels)
   # Issue 17 on the same warm machine (after variants-down: the GPU to itself): this device's tuning table, then

@@ -30,6 +30,7 @@ from typing import Dict, List, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
+from ..latency import percentile
 from .config import ControlLawConfig, ItlSla
 from . import stats as ST
 from .fleet import fleet_observation
@@ -358,5 +359,5 @@ def simulate(trace: Trace, curve: CapacityCurve, sla: ItlSla, fleet: FleetConfig
         policy=policy.name(), spec=policy.model_dump(mode="json"), tokens_total=tokens_total, tokens_in_sla=tokens_ok,
         requests_total=req_total, requests_in_sla=req_ok, requests_unfinished=len(a_slot) + len(queue) + (n_req - ptr),
         replica_hours=replica_seconds / 3600.0, scale_ups=int(ups), scale_downs=int(downs), time_above_sla_s=above_s,
-        ttft_p50_ms=float(np.percentile(tt, 50)), ttft_p99_ms=float(np.percentile(tt, 99)), max_replicas_seen=max_seen,
+        ttft_p50_ms=percentile(tt, 50), ttft_p99_ms=percentile(tt, 99), max_replicas_seen=max_seen,
         series=ser)
