@@ -1,7 +1,10 @@
 """Do our load test and `vllm bench serve` read the same endpoint the same way? (issue 15, the peer cross-check)
 
-At each of a few arrival rates, both tools send the same open-loop Poisson load (same count, same rate, same
-prompt and output lengths, `ignore_eos`) to one live endpoint, alternately, `--runs` times. Each run gives
+At each of a few arrival rates, both tools send the same open-loop Poisson load to one live endpoint, `--runs`
+times: `vllm bench serve` draws its arrivals, then our client replays exactly its send times (from vLLM's
+detailed result), with the same count, prompt and output lengths and `ignore_eos`. With a few dozen
+requests per run the arrival pattern itself moves the medians more than any client does, so both tools must
+see the same one. Each run gives
 each tool's medians of TTFT, TPOT and ITL (the definitions of `serve_app/latency.py`, which are vLLM's); the
 report takes the median over runs and calls a metric in agreement when ours is within `--tolerance` (10 %) of
 vLLM's. Where they disagree, `client_check.py` (both tools against a server of known timing) says which
@@ -18,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 from pathlib import Path
 
 from ..serve_app.latency import percentile
 from ..serve_app.provenance import describe, run_provenance
-from .arrivals import arrival_times
 from .metrics import RequestSample
 
 METRICS = ("ttft", "tpot", "itl")
@@ -41,9 +44,14 @@ def medians_of_samples(samples: list[RequestSample]) -> dict:
 
 
 def medians_of_vllm(res: dict) -> dict:
-    """`vllm bench serve`'s medians (ms) from its detailed result, by the same definitions."""
+    """`vllm bench serve`'s medians (ms) from its detailed result, by the same definitions, and its send times
+    (s from its first request) for our client to replay."""
     stats = {k: res[k]["p50_ms"] for k in METRICS}
-    return dict(stats, completed=res.get("completed"), failed=None)
+    starts = sorted(res["raw"].get("start_times") or [])
+    if len(starts) != res.get("completed"):
+        raise RuntimeError(f"vllm bench serve's result has {len(starts)} send times for {res.get('completed')} completed "
+                           "requests: nothing to replay (needs --save-detailed, and every request completed)")
+    return dict(stats, completed=res.get("completed"), failed=None, schedule_s=[t - starts[0] for t in starts])
 
 
 def agreement(runs: dict[str, list[dict]], tolerance: float) -> dict:
@@ -57,22 +65,20 @@ def agreement(runs: dict[str, list[dict]], tolerance: float) -> dict:
     return out
 
 
-def _schedule(qps: float, n: int, seed: int) -> list[float]:
-    span = 2.0 * n / qps + 10.0
-    times = arrival_times(qps, span, 1.0, seed=seed)
-    while len(times) < n:  # a long quiet stretch: draw a longer span
-        span *= 2
-        times = arrival_times(qps, span, 1.0, seed=seed)
-    return [float(t) for t in times[:n]]
+def _cpu_s() -> float:
+    """CPU seconds used so far by this process and its finished children (our client runs here, vLLM's in a
+    child): on a small box the client's CPU is taken from the server under test, so the report shows it."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_ours(a, synth, qps: float, seed: int) -> dict:
+def run_ours(a, synth, schedule_s: list[float]) -> dict:
     from .locustfile import PointPlan
     from .runner import run_point
 
-    plan = PointPlan(base_url=a.base_url, model=a.model, prompts=[synth.make(a.input_len) for _ in range(a.num_prompts)],
-                     output_tokens=a.output_len, schedule_s=_schedule(qps, a.num_prompts, seed),
-                     max_in_flight=a.max_in_flight, drain_timeout_s=120.0, api_key=a.api_key)
+    plan = PointPlan(base_url=a.base_url, model=a.model, prompts=[synth.make(a.input_len) for _ in schedule_s],
+                     output_tokens=a.output_len, schedule_s=schedule_s, max_in_flight=a.max_in_flight,
+                     drain_timeout_s=120.0, api_key=a.api_key)
     samples, _ = run_point(plan)
     return medians_of_samples(samples)
 
@@ -90,17 +96,26 @@ def markdown(doc: dict) -> str:
     lines = [f"# Peer cross-check: our load test vs `vllm bench serve` ({doc['provenance']['created']})", "",
              f"- {describe(doc['provenance'])}",
              f"- Endpoint `{s['base_url']}`, model `{s['model']}`; {s['input_len']} in / {s['output_len']} out tokens "
-             f"(ignore_eos), {s['num_prompts']} Poisson arrivals per run, {s['runs']} alternating runs per tool; "
+             f"(ignore_eos), {s['num_prompts']} Poisson arrivals per run (vLLM's tool draws them, ours replays its send "
+             f"times), {s['runs']} runs per tool; "
              f"median over runs of each run's median; agreement = ours within {s['tolerance']:.0%} of vLLM's.",
              f"- Command: `{doc['provenance']['command']}`", "",
-             "| QPS | metric | ours (ms) | vllm bench serve (ms) | ours / vLLM | agree |", "|---|---|---|---|---|---|"]
+             "| QPS | metric | ours (ms) | ours, runs | vllm bench serve (ms) | vLLM, runs | ours / vLLM | agree |",
+             "|---|---|---|---|---|---|---|---|"]
+    cpu_rows = []
     for p in doc["points"]:
+        cpu = {t: percentile([r.get("client_cpu_s", float("nan")) for r in p["runs"][t]], 50) for t in TOOLS}
+        cpu_rows.append(f"| {p['qps']:g} | {cpu['ours']:.2f} | {cpu['vllm']:.2f} |")
         for m in METRICS:
             r = p["agreement"][m]
-            lines.append(f"| {p['qps']:g} | {m.upper()} | {r['ours_ms']:.2f} | {r['vllm_ms']:.2f} | {r['ratio']:.3f} | "
-                         f"{'yes' if r['agree'] else '**no**'} |")
+            spread = {t: "–".join(f"{f(x[m] for x in p['runs'][t]):.1f}" for f in (min, max)) for t in TOOLS}
+            lines.append(f"| {p['qps']:g} | {m.upper()} | {r['ours_ms']:.2f} | {spread['ours']} | {r['vllm_ms']:.2f} | "
+                         f"{spread['vllm']} | {r['ratio']:.3f} | {'yes' if r['agree'] else '**no**'} |")
     n_agree = sum(p["agreement"][m]["agree"] for p in doc["points"] for m in METRICS)
-    lines += ["", f"{n_agree} of {len(doc['points']) * len(METRICS)} (point, metric) pairs agree."]
+    lines += ["", f"{n_agree} of {len(doc['points']) * len(METRICS)} (point, metric) pairs agree.", "",
+              "Client CPU per run (s, median over runs; vLLM's includes its process start-up). On a machine where "
+              "client and server share cores, this CPU is taken from the server under test:", "",
+              "| QPS | ours | vllm bench serve |", "|---|---|---|", *cpu_rows]
     return "\n".join(lines) + "\n"
 
 
@@ -137,15 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     points = []
     for q in qps:
         runs: dict[str, list[dict]] = {t: [] for t in TOOLS}
+        schedules = []
         for i in range(a.runs):
-            order = TOOLS if i % 2 == 0 else TOOLS[::-1]  # alternate: neither tool always meets a warmer server
-            for tool in order:
-                seed = 1000 * i + 1
-                r = run_ours(a, synth, q, seed) if tool == "ours" else run_vllm_tool(a, q, seed, work)
+            schedule = None
+            for tool in ("vllm", "ours"):  # ours replays the arrivals vLLM's tool just sent
+                cpu0 = _cpu_s()
+                r = run_vllm_tool(a, q, 1000 * i + 1, work) if tool == "vllm" else run_ours(a, synth, schedule)
+                r["client_cpu_s"] = round(_cpu_s() - cpu0, 2)
+                schedule = r.pop("schedule_s", schedule)
                 runs[tool].append(r)
                 print(f"{q:g} qps run {i + 1}/{a.runs} {tool}: " + ", ".join(f"{m} {r[m]:.2f}" for m in METRICS),
                       flush=True)
-        points.append({"qps": q, "runs": runs, "agreement": agreement(runs, a.tolerance)})
+            schedules.append([round(t, 4) for t in schedule])
+        points.append({"qps": q, "runs": runs, "agreement": agreement(runs, a.tolerance), "schedules_s": schedules})
         doc = {"provenance": prov, "settings": {k: v for k, v in vars(a).items() if k != "api_key"}, "points": points}
         out.with_suffix(".json").write_text(json.dumps(doc, indent=2))  # after every point: nothing lost
     out.with_suffix(".md").write_text(markdown(doc))
