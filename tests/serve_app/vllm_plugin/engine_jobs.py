@@ -24,6 +24,10 @@ def _schemes(worker) -> dict[str, int]:
         scheme = getattr(module, "scheme", None)
         if scheme is not None:
             counts[type(scheme).__name__] = counts.get(type(scheme).__name__, 0) + 1
+            backend = getattr(scheme, "backend", None)  # our scheme: which implementation runs the layer
+            if backend is not None:
+                key = f"backend:{getattr(backend, 'value', backend)}"
+                counts[key] = counts.get(key, 0) + 1
     return counts
 
 
@@ -34,6 +38,9 @@ def run_job(job: dict) -> dict:
         os.environ["SPARSE24_BACKEND"] = job["backend"]
     else:
         os.environ.pop("SPARSE24_BACKEND", None)
+    from sparse24.kernels import settings
+
+    settings.reload()  # kernel settings are read once per process: this process changes them between jobs
     result: dict = {"error": None}
     llm = None
     try:
