@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-from .config import ControlLawConfig, ItlSla
+from .config import ItlSla
 from .sim import FleetConfig, PolicySpec
 from .trace import TraceSpec
 
