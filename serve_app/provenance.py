@@ -14,6 +14,7 @@ a folder for multi-file runs): `results_stem()` builds that name.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import re
@@ -100,3 +101,19 @@ def describe(prov: dict) -> str:
     names = ", ".join(f"{k} {x}" for k, x in (("vLLM", vllm), ("Ray", v.get("ray")), ("torch", v.get("torch"))) if x)
     return (f"{prov.get('machine')} (host {prov.get('hostname')}, load average {prov.get('load_average_1m_at_start')} "
             f"at start); {names}; commit {prov.get('git_commit')}; {prov.get('created')}")
+
+
+def stamp(path: Path, command: str, request: dict | None = None) -> None:
+    """Rewrite a raw JSON answer (e.g. a `curl` of an endpoint) as {"provenance", "request", "response"}, so the
+    committed file names the machine, versions, date and commit it came from."""
+    response = json.loads(Path(path).read_text() or "null")
+    doc = {"provenance": run_provenance(command), "request": request, "response": response}
+    Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+if __name__ == "__main__":  # python -m sparse24.serve_app.provenance FILE.json "COMMAND" ['REQUEST JSON']
+    import sys
+
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python -m sparse24.serve_app.provenance FILE.json COMMAND [REQUEST_JSON]")
+    stamp(Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) == 4 else None)

@@ -186,12 +186,15 @@ serve)
   for i in $(seq 1 170); do curl -sf -m 2 localhost:8000/v1/models > /dev/null 2>&1 && break; sleep 2; done
   log "serve ready after $(( $(date +%s) - t0 )) s"
   curl -s -m 60 localhost:8000/v1/models > "$OUT/serve_models.json"
-  curl -s -m 120 localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \
-    -d '{"model":"sparse-llama-3.1-8b-fp8","messages":[{"role":"user","content":"Hello from the H200"}],"max_tokens":32}' > "$OUT/serve_chat.json"
+  chat='{"model":"sparse-llama-3.1-8b-fp8","messages":[{"role":"user","content":"Hello from the H200"}],"max_tokens":32}'
+  curl -s -m 120 localhost:8000/v1/chat/completions -H 'Content-Type: application/json' -d "$chat" > "$OUT/serve_chat.json"
+  # the answers as committed results: with the machine, versions, date and commit they came from
+  python3 -m sparse24.serve_app.provenance "$OUT/serve_models.json" "curl localhost:8000/v1/models (serve run deploy/h200.yaml)"
+  python3 -m sparse24.serve_app.provenance "$OUT/serve_chat.json" "curl localhost:8000/v1/chat/completions (serve run deploy/h200.yaml)" "$chat"
   curl -s -N -m 120 localhost:8000/v1/completions -H 'Content-Type: application/json' \
     -d '{"model":"sparse-llama-3.1-8b-fp8","prompt":"The H200 says","max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}' > "$OUT/serve_stream.txt"
   curl -s -m 30 localhost:8000/metrics | grep -E "^sparse24_|^ray_vllm_" | head -40 > "$OUT/serve_metrics.txt"
-  log "chat: $(head -c 400 "$OUT/serve_chat.json")"
+  log "chat: $(python3 -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))['response'])[:400])" "$OUT/serve_chat.json")"
   log "stream lines: $(grep -c '^data:' "$OUT/serve_stream.txt")"
   RAY_ADDRESS=auto serve shutdown -y > /dev/null 2>&1; ray stop --force > /dev/null 2>&1
   grep -E "sparse24: backend|Error" "$OUT/serve_run.log" | head -5 | cut -c1-300 | tee -a "$OUT/steps.log"
