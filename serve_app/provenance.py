@@ -51,10 +51,6 @@ def _nvidia_smi(query: str) -> list[str]:
         return []
 
 
-def gpu_names() -> list[str]:
-    return _nvidia_smi("name")
-
-
 def git_commit() -> str | None:
     if os.environ.get("SPARSE24_COMMIT"):
         return os.environ["SPARSE24_COMMIT"]
@@ -76,14 +72,15 @@ def _mem_gib() -> float | None:
 
 def run_provenance(command: str) -> dict:
     """The provenance record of a run started now by `command` (the exact command line a reader can rerun)."""
-    gpus, mem = gpu_names(), _mem_gib()
-    driver = _nvidia_smi("driver_version")
-    machine = f"{os.cpu_count()}x {cpu_model()}, {mem} GiB" + (f", {len(gpus)}x {gpus[0]}" if gpus else ", no GPU")
+    rows = [r.split(", ") for r in _nvidia_smi("name,driver_version")]  # one query: one row per GPU
+    gpus, driver = [r[0] for r in rows], (rows[0][-1] if rows else None)
+    cpu, mem = cpu_model(), _mem_gib()
+    machine = f"{os.cpu_count()}x {cpu}, {mem} GiB" + (f", {len(gpus)}x {gpus[0]}" if gpus else ", no GPU")
     return dict(
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        command=command, machine=machine, hostname=platform.node(), cpu=cpu_model(), cpu_count=os.cpu_count(),
+        command=command, machine=machine, hostname=platform.node(), cpu=cpu, cpu_count=os.cpu_count(),
         mem_gib=mem, load_average_1m_at_start=round(os.getloadavg()[0], 2), gpus=gpus,
-        driver=driver[0] if driver else None, python=platform.python_version(), git_commit=git_commit(),
+        driver=driver, python=platform.python_version(), git_commit=git_commit(),
         versions={d: _version(d) for d in VERSIONED},
     )
 

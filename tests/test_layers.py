@@ -32,7 +32,8 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
             out += [(node.lineno, a.name) for a in node.names if a.name.startswith("sparse24.")]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = _package_of(path)[: len(_package_of(path)) - node.level + 1]
+                pkg = _package_of(path)
+                base = pkg[: len(pkg) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
